@@ -1,0 +1,163 @@
+"""Central's HTTP API: identity, the resources a user may use, and the live event stream.
+
+Every route but /api/health and /api/login-info needs a bearer token that the configured
+issuer signed; refusals carry the validator's specific reason (RFC 6750 `error_description`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from central import __version__
+from central.identity.tokens import Identity, IssuerUnavailable, TokenRejected
+from central.policy.access import entitlements, is_auditor, roles_for
+from central.runtime import Central
+from central.store import StoreError
+from localproxy.contract import API_PREFIX, AccessState, LoginInfo, Me, ResourceView
+
+KEEPALIVE = 15.0  # seconds between SSE comments, so idle proxies do not cut the stream
+
+
+def create_app(central: Central) -> FastAPI:
+    app = FastAPI(
+        title="Watchgate central",
+        version=__version__,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    if central.issuer is not None:
+        app.include_router(central.issuer.router())
+
+    @app.exception_handler(TokenRejected)
+    async def _rejected(request: Request, exc: TokenRejected) -> JSONResponse:
+        await central.audit.record("api.token_rejected", code=exc.code, reason=exc.reason)
+        header = f'Bearer error="invalid_token", error_description="{_header_safe(exc.reason)}"'
+        return JSONResponse(
+            {"error": "invalid_token", "reason": exc.reason, "code": exc.code},
+            401,
+            headers={"WWW-Authenticate": header},
+        )
+
+    @app.exception_handler(IssuerUnavailable)
+    async def _issuer_down(request: Request, exc: IssuerUnavailable) -> JSONResponse:
+        return JSONResponse({"error": "issuer_unavailable", "reason": str(exc)}, 503)
+
+    @app.exception_handler(StoreError)
+    async def _store_down(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"error": "store_unavailable", "reason": str(exc)}, 503)
+
+    async def identity(request: Request) -> Identity:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise TokenRejected("missing", "no bearer token: sign in with `watchgate login`")
+        return await central.validator.validate(token.strip())
+
+    User = Annotated[Identity, Depends(identity)]
+
+    @app.get(f"{API_PREFIX}/health", tags=["meta"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get(f"{API_PREFIX}/login-info", tags=["meta"])
+    async def login_info() -> LoginInfo:
+        ident = central.config.identity
+        return LoginInfo(
+            issuer=central.config.issuer_url,
+            client_id=ident.client_id,
+            audience=ident.audience,
+            scopes=["openid", "profile", "groups", "offline_access"],
+        )
+
+    @app.get(f"{API_PREFIX}/me", tags=["identity"])
+    async def me(who: User) -> Me:
+        cfg = central.config
+        return Me(
+            user=who.user,
+            subject=who.subject,
+            groups=list(who.groups),
+            roles=[r.name for r in roles_for(cfg, who.groups)],
+            auditor=is_auditor(cfg, who.groups),
+            issuer=who.issuer,
+            token_expires_at=who.expires_at,
+        )
+
+    @app.get(f"{API_PREFIX}/resources", tags=["resources"])
+    async def resources(who: User) -> list[ResourceView]:
+        now = datetime.now(UTC)
+        in_force = await central.store.requests_in_force(who.user, now)
+        out = []
+        for ent in entitlements(central.config, who.groups):
+            res = ent.resource
+            view = ResourceView(
+                name=res.name,
+                kind=res.kind,
+                environment=res.environment,
+                description=res.description,
+                database=res.database,
+                access=AccessState.DIRECT,
+            )
+            req = in_force.get(res.name)
+            if ent.access == "request":
+                if req is not None and req.status == "approved":
+                    view = view.model_copy(
+                        update={
+                            "access": AccessState.GRANTED,
+                            "granted_until": req.expires_at,
+                            "request_id": req.id,
+                        }
+                    )
+                elif req is not None and req.status == "pending":
+                    view = view.model_copy(
+                        update={"access": AccessState.PENDING, "request_id": req.id}
+                    )
+                else:
+                    view = view.model_copy(update={"access": AccessState.REQUESTABLE})
+            out.append(view)
+        return out
+
+    @app.get(
+        f"{API_PREFIX}/events",
+        tags=["events"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def events(who: User) -> StreamingResponse:
+        """The caller's live events as server-sent events, until the token expires."""
+        return StreamingResponse(
+            _event_stream(central, who),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return app
+
+
+async def _event_stream(central: Central, who: Identity) -> AsyncIterator[str]:
+    with central.events.subscribe(who.user) as sub:
+        yield "retry: 3000\nevent: hello\ndata: {}\n\n"
+        while True:
+            left = (who.expires_at - datetime.now(UTC)).total_seconds()
+            if left <= 0:
+                yield 'event: token-expired\ndata: {"reason": "access token expired"}\n\n'
+                return
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), min(KEEPALIVE, left))
+            except TimeoutError:
+                yield ": keepalive\n\n"
+                continue
+            if event is None:
+                yield 'event: overflow\ndata: {"reason": "too slow; reconnect"}\n\n'
+                return
+            yield f"id: {event.id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+
+
+def _header_safe(text: str) -> str:
+    """Reasons may echo token claims (attacker-controlled): keep printable ASCII, bounded."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)[:200]

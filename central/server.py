@@ -1,0 +1,85 @@
+"""Serving central: the HTTP API (uvicorn, in our own event loop) until asked to stop.
+
+The tunnel listener joins here when the PostgreSQL path lands. Signals are ours, not uvicorn's:
+uvicorn re-raises a captured SIGTERM after shutdown, which would turn a clean stop into a
+non-zero exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from central.api.app import create_app
+from central.config import Config
+from central.logs import get_logger
+from central.runtime import Central
+
+log = get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    api_socket: socket.socket | None = None,
+    on_ready: Callable[[Central], None] | None = None,
+) -> None:
+    """Run until `stop` is set (or SIGTERM/SIGINT when `stop` is not given)."""
+    central = await Central.start(config)
+    try:
+        stop = stop or _stop_on_signals()
+        sock = api_socket or bind(config.server.api_listen.host, config.server.api_listen.port)
+        server = _Server(
+            uvicorn.Config(
+                create_app(central), log_config=None, lifespan="off", timeout_graceful_shutdown=5
+            )
+        )
+        api = asyncio.ensure_future(server.serve(sockets=[sock]))
+        # uvicorn has no start-up event to await; poll its flag briefly.
+        while not server.started and not api.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if api.done():
+            await api  # start-up failed: raise its error
+            raise RuntimeError("the API server stopped during start-up")
+        await central.audit.record("central.started", api=config.api_url)
+        log.info("central serving the API on %s (issuer %s)", config.api_url, config.issuer_url)
+        if on_ready:
+            on_ready(central)
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({api, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await api
+        stopping.cancel()
+        await central.audit.record("central.stopped")
+        log.info("central stopped")
+    finally:
+        await central.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,26 @@
+"""Central store: SQLite (embedded default) or PostgreSQL, through SQLAlchemy and Alembic."""
+
+from central.store import models
+from central.store.db import Store, StoreError
+from central.store.models import (
+    AccessRequest,
+    AuthCode,
+    Base,
+    RefreshToken,
+    RequestStatus,
+    new_id,
+    sha256_hex,
+)
+
+__all__ = [
+    "AccessRequest",
+    "AuthCode",
+    "Base",
+    "RefreshToken",
+    "RequestStatus",
+    "Store",
+    "StoreError",
+    "models",
+    "new_id",
+    "sha256_hex",
+]

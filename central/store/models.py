@@ -1,0 +1,190 @@
+"""Tables of the central store.
+
+The schema itself is owned by the Alembic migrations in ``central/store/migrations``; these
+classes describe the same tables for the ORM, and a test checks that the two agree.
+
+Times are always timezone-aware UTC in Python. SQLite has no timestamp type with a zone, so
+:class:`UTCDateTime` stores naive UTC text there and re-attaches UTC when reading; PostgreSQL
+uses ``timestamp with time zone``. Naive datetimes are refused when written, because their
+meaning depends on the machine that produced them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, DateTime, Index, Integer, MetaData, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "AccessRequest",
+    "AuthCode",
+    "Base",
+    "RefreshToken",
+    "RequestStatus",
+    "UTCDateTime",
+    "new_id",
+    "sha256_hex",
+]
+
+# Constraint names are spelled out so that migrations can refer to them on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def sha256_hex(secret: str) -> str:
+    """The lookup key stored for a bearer secret (authorization code, refresh token).
+
+    The raw secret is never stored; whoever presents it is matched by this hash.
+    """
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_id() -> str:
+    """A fresh random identifier (uuid4 as a string of 36 characters)."""
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC on the Python side, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r} refused: pass a timezone-aware time")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            # SQLite compares timestamps as text: always store the same naive-UTC form.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table in the central store."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class RequestStatus(StrEnum):
+    """Life cycle of an access request.
+
+    ``pending`` until an approver decides; ``approved`` grants access until ``expires_at``;
+    ``denied``, ``expired`` (never decided in time) and ``cancelled`` (withdrawn by the
+    requester) are final and grant nothing.
+    """
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s.value}'" for s in RequestStatus))
+
+
+class AccessRequest(Base):
+    """A user's request for just-in-time access to one resource for a limited time.
+
+    ``duration_seconds`` is what was asked for; ``expires_at`` is set when the request is
+    approved (decision time + duration) and ends the grant.
+    """
+
+    __tablename__ = "access_requests"
+    __table_args__ = (
+        Index("ix_access_requests_requester_resource", "requester", "resource"),
+        CheckConstraint(_STATUS_CHECK, name="status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    requester: Mapped[str] = mapped_column(String(255))
+    resource: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    duration_seconds: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=RequestStatus.PENDING.value)
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return (
+            f"AccessRequest(id={self.id!r}, requester={self.requester!r}, "
+            f"resource={self.resource!r}, status={self.status!r})"
+        )
+
+
+class AuthCode(Base):
+    """An authorization code issued by the built-in OIDC issuer (single use, short-lived).
+
+    Only the SHA-256 of the code is stored (see :func:`sha256_hex`). ``used_at`` is set by the
+    one redemption that succeeds; ``code_challenge`` is the PKCE S256 challenge.
+    """
+
+    __tablename__ = "auth_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(255))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(String(255))
+    scope: Mapped[str] = mapped_column(Text)
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return (
+            f"AuthCode(client_id={self.client_id!r}, subject={self.subject!r}, "
+            f"expires_at={self.expires_at!r}, used_at={self.used_at!r})"
+        )
+
+
+class RefreshToken(Base):
+    """A refresh token of the built-in OIDC issuer, rotated on every use.
+
+    Every token descends from one sign-in; they share a ``family_id``. A token that is
+    presented again after it was rotated reveals a stolen copy, and the whole family is
+    revoked. Only the SHA-256 of the token is stored.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(String(36), index=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    client_id: Mapped[str] = mapped_column(String(255))
+    scope: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    rotated_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return (
+            f"RefreshToken(family_id={self.family_id!r}, subject={self.subject!r}, "
+            f"client_id={self.client_id!r}, expires_at={self.expires_at!r}, "
+            f"rotated_at={self.rotated_at!r}, revoked_at={self.revoked_at!r})"
+        )

@@ -1,0 +1,165 @@
+"""`watchgate`: sign in, list resources (and, as the data path lands, connect and request).
+
+Human output by default, one JSON document on stdout with --json; every error is one line on
+stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Any
+
+from localproxy.api import CentralClient, CentralError
+from localproxy.login import LoginError, refresh, sign_in
+from localproxy.profile import resolve_central, save_central
+from localproxy.tokens import TokenSet, TokenStore, expires_soon
+
+
+class CliError(Exception):
+    pass
+
+
+def _warn(text: str) -> None:
+    print(f"watchgate: {text}", file=sys.stderr)
+
+
+async def current_token(central: str, store: TokenStore) -> str:
+    """WATCHGATE_TOKEN when set; else the stored sign-in, refreshed when about to expire."""
+    env = os.environ.get("WATCHGATE_TOKEN")
+    if env:
+        return env.strip()
+    tokens = store.load(central)
+    if tokens is None:
+        hint = f" ({store.warning})" if store.warning else ""
+        raise CliError(f"not signed in to {central}: run `watchgate login`{hint}")
+    if expires_soon(tokens.access_token) and tokens.refresh_token:
+        async with CentralClient(central) as api:
+            info = await api.login_info()
+        try:
+            tokens = await refresh(info, tokens.refresh_token)
+        except LoginError as e:
+            store.clear(central)
+            raise CliError(f"your sign-in has ended ({e}): run `watchgate login`") from None
+        store.save(central, tokens)
+    return tokens.access_token
+
+
+async def _login(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    if args.token_stdin:
+        tokens = TokenSet(sys.stdin.read().strip())
+        if not tokens.access_token:
+            raise CliError("--token-stdin: no token on standard input")
+    else:
+        async with CentralClient(central) as api:
+            info = await api.login_info()
+
+        def announce(url: str) -> None:
+            print(
+                f"Opening your browser to sign in. If it does not open, visit:\n  {url}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        tokens = await sign_in(info, announce=announce)
+    async with CentralClient(central, tokens.access_token) as api:
+        me = await api.me()  # proves the token is good here before we keep it
+    store.save(central, tokens)
+    save_central(central)
+    print(f"signed in to {central} as {me.user} (groups: {', '.join(me.groups) or 'none'})")
+    if store.warning:
+        _warn(store.warning)
+    return 0
+
+
+async def _logout(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    store.clear(central)
+    print(f"signed out of {central}")
+    return 0
+
+
+async def _resources(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    async with CentralClient(central, await current_token(central, store)) as api:
+        items = await api.resources()
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in items], indent=2))
+        return 0
+    if not items:
+        print("no resources: none of your roles grants one")
+        return 0
+    rows = [("NAME", "KIND", "ENV", "ACCESS")] + [
+        (r.name, r.kind, r.environment or "-", _access(r.access.value, r.granted_until))
+        for r in items
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)), row[3])
+    return 0
+
+
+def _access(state: str, until: Any) -> str:
+    return f"granted until {until:%Y-%m-%d %H:%M %Z}" if until is not None else state
+
+
+async def _whoami(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    async with CentralClient(central, await current_token(central, store)) as api:
+        me = await api.me()
+    if args.json:
+        print(me.model_dump_json(indent=2))
+    else:
+        print(
+            f"{me.user} at {central}; groups: {', '.join(me.groups) or 'none'}; "
+            f"roles: {', '.join(me.roles) or 'none'}"
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="watchgate", description="Watchgate client")
+    p.add_argument("--central", help="central URL (default: $WATCHGATE_CENTRAL or the profile)")
+    sub = p.add_subparsers(dest="command", required=True)
+    login = sub.add_parser("login", help="sign in with your browser (RFC 8252)")
+    login.add_argument("--token-stdin", action="store_true", help="read an access token instead")
+    login.set_defaults(func=_login)
+    sub.add_parser("logout", help="forget the stored sign-in").set_defaults(func=_logout)
+    res = sub.add_parser("resources", help="resources you may use, with their access state")
+    res.add_argument("--json", action="store_true")
+    res.set_defaults(func=_resources)
+    who = sub.add_parser("whoami", help="who central thinks you are")
+    who.add_argument("--json", action="store_true")
+    who.set_defaults(func=_whoami)
+    for sp in (login, res, who):
+        sp.add_argument("--central", help=argparse.SUPPRESS, default=argparse.SUPPRESS)
+    return p
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return int(uvloop.run(coro))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    store = TokenStore()
+    try:
+        return _run(args.func(args, store))
+    except (CliError, CentralError, LoginError) as e:
+        _warn(str(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,442 @@
+"""The central store on SQLite and PostgreSQL: migrations, access requests, OIDC codes/tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text, update
+from sqlalchemy.engine import Connection
+
+from central.store import (
+    AccessRequest,
+    AuthCode,
+    Base,
+    RefreshToken,
+    RequestStatus,
+    Store,
+    StoreError,
+    new_id,
+    sha256_hex,
+)
+from tests.support.pgtemp import admin_url
+
+NOW = datetime(2030, 5, 17, 12, 0, tzinfo=UTC)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def auth_code(raw: str = "code-1", *, expires_in: int = 60, **overrides: Any) -> AuthCode:
+    fields: dict[str, Any] = {
+        "code_hash": sha256_hex(raw),
+        "client_id": "watchgate-desktop",
+        "redirect_uri": "http://127.0.0.1:53124/callback",
+        "subject": "alice",
+        "scope": "openid profile offline_access",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "nonce": "n-0S6_WzA2Mj",
+        "created_at": NOW,
+        "expires_at": NOW + timedelta(seconds=expires_in),
+    }
+    fields.update(overrides)
+    return AuthCode(**fields)
+
+
+def refresh_token(
+    raw: str, *, family_id: str = "", expires_in: int = 3600, **overrides: Any
+) -> RefreshToken:
+    fields: dict[str, Any] = {
+        "token_hash": sha256_hex(raw),
+        "family_id": family_id or new_id(),
+        "subject": "alice",
+        "client_id": "watchgate-desktop",
+        "scope": "openid offline_access",
+        "created_at": NOW,
+        "expires_at": NOW + timedelta(seconds=expires_in),
+    }
+    fields.update(overrides)
+    return RefreshToken(**fields)
+
+
+def successor(raw: str) -> RefreshToken:
+    """What the token endpoint passes on rotation: the store fills in the family."""
+    return RefreshToken(
+        token_hash=sha256_hex(raw),
+        created_at=NOW,
+        expires_at=NOW + timedelta(hours=1),
+    )
+
+
+async def set_request(store: Store, request_id: str, **values: Any) -> None:
+    async with store.session() as session, session.begin():
+        await session.execute(
+            update(AccessRequest).where(AccessRequest.id == request_id).values(**values)
+        )
+
+
+async def family_tokens(store: Store, family_id: str) -> list[RefreshToken]:
+    async with store.session() as session:
+        rows = await session.scalars(
+            select(RefreshToken).where(RefreshToken.family_id == family_id)
+        )
+        return list(rows)
+
+
+# -- migrations ---------------------------------------------------------------------------------
+
+
+async def test_migrations_reach_head_and_reopening_is_idempotent(store_url: str) -> None:
+    store = await Store.open(store_url)
+    try:
+        request = await store.create_access_request("alice", "orders-db", "incident", 600, NOW)
+    finally:
+        await store.close()
+
+    for _ in range(2):
+        store = await Store.open(store_url)
+        try:
+            async with store.session() as session:
+                versions = await session.execute(text("SELECT version_num FROM alembic_version"))
+                assert versions.scalars().all() == ["0001"]
+                kept = await session.get(AccessRequest, request.id)
+            assert kept is not None and kept.reason == "incident"
+        finally:
+            await store.close()
+
+
+async def test_schema_matches_the_models(store: Store) -> None:
+    def diff(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+    def layout(connection: Connection) -> dict[str, Any]:
+        inspector = inspect(connection)
+        return {
+            "tables": sorted(inspector.get_table_names()),
+            "request_indexes": [
+                (ix["name"], ix["column_names"]) for ix in inspector.get_indexes("access_requests")
+            ],
+            "token_indexes": [
+                (ix["name"], ix["column_names"]) for ix in inspector.get_indexes("refresh_tokens")
+            ],
+        }
+
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+        found = await conn.run_sync(layout)
+    assert found == {
+        "tables": ["access_requests", "alembic_version", "auth_codes", "refresh_tokens"],
+        "request_indexes": [("ix_access_requests_requester_resource", ["requester", "resource"])],
+        "token_indexes": [("ix_refresh_tokens_family_id", ["family_id"])],
+    }
+
+
+async def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    try:
+        async with store.engine.connect() as conn:
+            found = {
+                name: (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+                for name in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout")
+            }
+    finally:
+        await store.close()
+    assert found == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "synchronous": 2,
+        "busy_timeout": 5000,
+    }
+
+
+async def test_url_property_is_the_given_url(store_url: str) -> None:
+    store = await Store.open(store_url)
+    try:
+        assert store.url == store_url
+    finally:
+        await store.close()
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+async def test_unreachable_postgresql_gives_a_clear_store_error() -> None:
+    with pytest.raises(StoreError) as caught:
+        await Store.open("postgresql://watchgate:hunter2-secret@127.0.0.1:1/central")
+    message = str(caught.value)
+    assert "127.0.0.1:1" in message
+    assert "postgresql://watchgate@127.0.0.1:1/central" in message
+    assert "hunter2-secret" not in message
+    assert "\n" not in message
+    assert "refused" in message.lower()
+
+
+async def test_missing_postgresql_database_is_named() -> None:
+    missing = admin_url().rsplit("/", 1)[0] + "/wg_no_such_database"
+    with pytest.raises(StoreError, match=r"wg_no_such_database.*does not exist"):
+        await Store.open(missing)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("mysql://root@127.0.0.1/central", "only sqlite:// and postgresql://"),
+        ("sqlite://", "not in-memory"),
+        ("sqlite:////nonexistent-dir/x/central.db", "unable to open database file"),
+    ],
+)
+async def test_unusable_urls_give_store_error(url: str, reason: str) -> None:
+    with pytest.raises(StoreError, match=reason):
+        await Store.open(url)
+
+
+# -- access requests ----------------------------------------------------------------------------
+
+
+async def test_access_request_round_trip(store: Store) -> None:
+    created = await store.create_access_request("alice", "orders-db", "fix invoice 42", 900, NOW)
+    assert len(created.id) == 36
+    assert created.status == RequestStatus.PENDING
+
+    async with store.session() as session:
+        loaded = await session.get(AccessRequest, created.id)
+    assert loaded is not None
+    assert (loaded.requester, loaded.resource, loaded.reason, loaded.duration_seconds) == (
+        "alice",
+        "orders-db",
+        "fix invoice 42",
+        900,
+    )
+    assert loaded.status == "pending"
+    assert loaded.created_at == NOW
+    assert loaded.created_at.tzinfo is UTC
+    assert loaded.decided_at is None and loaded.expires_at is None
+
+
+async def test_times_come_back_as_aware_utc(store: Store) -> None:
+    plus_two = datetime(2030, 5, 17, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    created = await store.create_access_request("alice", "db", "r", 60, plus_two)
+    async with store.session() as session:
+        loaded = await session.get(AccessRequest, created.id)
+    assert loaded is not None
+    assert loaded.created_at == datetime(2030, 5, 17, 12, 0, tzinfo=UTC)
+    assert loaded.created_at.utcoffset() == timedelta(0)
+
+
+async def test_naive_times_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive datetime"):
+        await store.create_access_request("alice", "db", "r", 60, datetime(2030, 1, 1))
+    with pytest.raises(ValueError, match="positive"):
+        await store.create_access_request("alice", "db", "r", 0, NOW)
+
+
+async def test_requests_in_force_precedence(store: Store) -> None:
+    earlier = NOW - timedelta(hours=1)
+
+    # orders-db: a pending request and an approved one still running → the approved one.
+    await store.create_access_request("alice", "orders-db", "older pending", 600, earlier)
+    approved = await store.create_access_request("alice", "orders-db", "approved", 600, earlier)
+    await set_request(
+        store,
+        approved.id,
+        status="approved",
+        decided_at=earlier,
+        expires_at=NOW + timedelta(minutes=5),
+    )
+    newer_pending = await store.create_access_request("alice", "orders-db", "newer", 600, NOW)
+
+    # billing-db: the approval ran out → only the pending request governs.
+    ran_out = await store.create_access_request("alice", "billing-db", "ran out", 60, earlier)
+    await set_request(
+        store, ran_out.id, status="approved", decided_at=earlier, expires_at=NOW - timedelta(1)
+    )
+    billing_pending = await store.create_access_request("alice", "billing-db", "again", 60, NOW)
+
+    # hr-db: approved but now expired, and denied → nothing.
+    expired = await store.create_access_request("alice", "hr-db", "expired", 60, earlier)
+    await set_request(store, expired.id, status="approved", expires_at=NOW)  # == now: over
+    denied = await store.create_access_request("alice", "hr-db", "denied", 60, earlier)
+    await set_request(store, denied.id, status="denied", decided_at=earlier)
+    cancelled = await store.create_access_request("alice", "hr-db", "cancelled", 60, earlier)
+    await set_request(store, cancelled.id, status="cancelled")
+    swept = await store.create_access_request("alice", "hr-db", "swept", 60, earlier)
+    await set_request(store, swept.id, status="expired")
+
+    # Other people's requests never show up.
+    bobs = await store.create_access_request("bob", "payroll-db", "bob's", 60, earlier)
+    await set_request(store, bobs.id, status="approved", expires_at=NOW + timedelta(hours=1))
+    await store.create_access_request("bob", "orders-db", "bob pending", 60, NOW)
+
+    in_force = await store.requests_in_force("alice", NOW)
+
+    assert {resource: r.id for resource, r in in_force.items()} == {
+        "orders-db": approved.id,
+        "billing-db": billing_pending.id,
+    }
+    assert in_force["orders-db"].status == "approved"
+    assert in_force["billing-db"].status == "pending"
+
+    # Once the approval is over, the newest pending request governs orders-db.
+    later = NOW + timedelta(minutes=5)
+    assert (await store.requests_in_force("alice", later))["orders-db"].id == newer_pending.id
+    assert set(await store.requests_in_force("bob", NOW)) == {"payroll-db", "orders-db"}
+    assert await store.requests_in_force("carol", NOW) == {}
+
+
+# -- authorization codes ------------------------------------------------------------------------
+
+
+async def test_auth_code_is_single_use(store: Store) -> None:
+    await store.save_auth_code(auth_code("code-1"))
+
+    used = await store.consume_auth_code(sha256_hex("code-1"), NOW)
+
+    assert used is not None
+    assert used.subject == "alice"
+    assert used.client_id == "watchgate-desktop"
+    assert used.nonce == "n-0S6_WzA2Mj"
+    assert used.used_at == NOW
+    assert await store.consume_auth_code(sha256_hex("code-1"), NOW) is None
+    assert await store.consume_auth_code(sha256_hex("never issued"), NOW) is None
+
+
+async def test_raw_auth_code_is_not_stored(store: Store) -> None:
+    await store.save_auth_code(auth_code("very-secret-code"))
+    async with store.session() as session:
+        rows = (await session.execute(select(AuthCode.code_hash))).scalars().all()
+    assert rows == [sha256_hex("very-secret-code")]
+    assert len(rows[0]) == 64
+
+
+async def test_concurrent_consumers_exactly_one_wins(store: Store) -> None:
+    await store.save_auth_code(auth_code("raced"))
+
+    results = await asyncio.gather(
+        *(store.consume_auth_code(sha256_hex("raced"), NOW) for _ in range(2))
+    )
+
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert winners[0].code_hash == sha256_hex("raced")
+
+
+async def test_many_concurrent_consumers_exactly_one_wins(store: Store) -> None:
+    await store.save_auth_code(auth_code("stampede"))
+
+    results = await asyncio.gather(
+        *(store.consume_auth_code(sha256_hex("stampede"), NOW) for _ in range(8))
+    )
+
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_expired_auth_code_is_refused(store: Store) -> None:
+    await store.save_auth_code(auth_code("late", expires_in=60))
+
+    assert await store.consume_auth_code(sha256_hex("late"), NOW + timedelta(seconds=60)) is None
+    assert await store.consume_auth_code(sha256_hex("late"), NOW + timedelta(hours=1)) is None
+    # Refusing an expired code does not burn it retroactively: it was simply never used.
+    async with store.session() as session:
+        row = await session.get(AuthCode, sha256_hex("late"))
+    assert row is not None and row.used_at is None
+
+
+# -- refresh tokens -----------------------------------------------------------------------------
+
+
+async def test_refresh_rotation_then_reuse_revokes_the_family(store: Store) -> None:
+    first = refresh_token("rt-1")
+    await store.save_refresh_token(first)
+
+    old = await store.rotate_refresh_token(sha256_hex("rt-1"), successor("rt-2"), NOW)
+
+    assert old is not None
+    assert old.token_hash == sha256_hex("rt-1")
+    assert old.rotated_at == NOW
+    assert (old.subject, old.client_id) == ("alice", "watchgate-desktop")
+    tokens = {t.token_hash: t for t in await family_tokens(store, first.family_id)}
+    second = tokens[sha256_hex("rt-2")]
+    assert (second.subject, second.client_id, second.scope) == (
+        "alice",
+        "watchgate-desktop",
+        "openid offline_access",
+    )
+    assert second.rotated_at is None and second.revoked_at is None
+
+    # The stolen first token is presented again: refused, and the new token dies with it.
+    later = NOW + timedelta(minutes=1)
+    assert await store.rotate_refresh_token(sha256_hex("rt-1"), successor("rt-x"), later) is None
+
+    tokens = {t.token_hash: t for t in await family_tokens(store, first.family_id)}
+    assert set(tokens) == {sha256_hex("rt-1"), sha256_hex("rt-2")}
+    assert all(t.revoked_at == later for t in tokens.values())
+    # ... so the legitimate holder of rt-2 has to sign in again.
+    assert await store.rotate_refresh_token(sha256_hex("rt-2"), successor("rt-3"), later) is None
+
+
+async def test_rotation_chain_keeps_the_family(store: Store) -> None:
+    first = refresh_token("a1", scope="openid offline_access profile")
+    await store.save_refresh_token(first)
+    narrowed = successor("a2")
+    narrowed.scope = "openid offline_access"
+
+    assert await store.rotate_refresh_token(sha256_hex("a1"), narrowed, NOW) is not None
+    assert await store.rotate_refresh_token(sha256_hex("a2"), successor("a3"), NOW) is not None
+
+    tokens = {t.token_hash: t for t in await family_tokens(store, first.family_id)}
+    assert len(tokens) == 3
+    assert tokens[sha256_hex("a2")].scope == "openid offline_access"
+    assert tokens[sha256_hex("a3")].scope == "openid offline_access"
+    assert [t.revoked_at for t in tokens.values()] == [None, None, None]
+
+
+async def test_concurrent_rotations_of_one_token(store: Store) -> None:
+    first = refresh_token("twice")
+    await store.save_refresh_token(first)
+
+    results = await asyncio.gather(
+        store.rotate_refresh_token(sha256_hex("twice"), successor("twice-a"), NOW),
+        store.rotate_refresh_token(sha256_hex("twice"), successor("twice-b"), NOW),
+    )
+
+    # One rotation wins; the other is a reuse of a rotated token and revokes the family.
+    assert sum(r is not None for r in results) == 1
+    tokens = await family_tokens(store, first.family_id)
+    assert len(tokens) == 2
+    assert all(t.revoked_at is not None for t in tokens)
+
+
+async def test_expired_or_unknown_refresh_token_is_refused(store: Store) -> None:
+    first = refresh_token("old", expires_in=60)
+    await store.save_refresh_token(first)
+
+    expiry = NOW + timedelta(seconds=60)
+    assert await store.rotate_refresh_token(sha256_hex("old"), successor("n1"), expiry) is None
+    assert await store.rotate_refresh_token(sha256_hex("nope"), successor("n2"), NOW) is None
+
+    (token,) = await family_tokens(store, first.family_id)
+    assert token.rotated_at is None and token.revoked_at is None  # expiry alone revokes nothing
+    async with store.session() as session:
+        assert (await session.get(RefreshToken, sha256_hex("n1"))) is None
+
+
+async def test_revoke_refresh_family(store: Store) -> None:
+    family = new_id()
+    await store.save_refresh_token(refresh_token("f1", family_id=family))
+    await store.rotate_refresh_token(sha256_hex("f1"), successor("f2"), NOW)
+    other = refresh_token("g1")
+    await store.save_refresh_token(other)
+
+    assert await store.revoke_refresh_family(family, NOW) == 2
+    assert await store.revoke_refresh_family(family, NOW) == 0
+
+    assert await store.rotate_refresh_token(sha256_hex("f2"), successor("f3"), NOW) is None
+    assert all(t.revoked_at == NOW for t in await family_tokens(store, family))
+    (untouched,) = await family_tokens(store, other.family_id)
+    assert untouched.revoked_at is None

@@ -4,7 +4,8 @@ Every route but /api/health and /api/login-info needs a bearer token that the co
 issuer signed; refusals carry the validator's specific reason (RFC 6750 `error_description`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: FastAPI resolves the dependency annotations of
+# the routes defined inside create_app() at run time, and those names are local.
 
 import asyncio
 from collections.abc import AsyncIterator

@@ -118,7 +118,8 @@ class RemoteJwks:
             jwks = await self._get_json(str(meta["jwks_uri"]))
             return KeySet.import_key_set(jwks)  # type: ignore[arg-type]  # validated by joserfc
         except (httpx.HTTPError, KeyError, ValueError, JoseError) as e:
-            raise IssuerUnavailable(f"cannot fetch the signing keys of {self.issuer}: {e}") from e
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise IssuerUnavailable(f"cannot fetch the signing keys of {self.issuer}: {why}") from e
 
     async def _get_json(self, url: str) -> dict[str, Any]:
         resp = await self._http.get(url, timeout=10.0)

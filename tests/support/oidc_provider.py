@@ -7,6 +7,7 @@ standards-following issuer, not just its own. It runs as a child process bound t
 
 ``sign_in`` plays the browser: the authorization-code flow with PKCE, through the provider's
 development login and consent pages, with nobody listening on the loopback redirect URI.
+``next_step`` is its page-by-page logic, shared with the fake browser in ``tests.support.browser``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import html
 import queue
 import random
 import re
@@ -227,6 +229,60 @@ async def refresh(issuer: ExternalIssuer, refresh_token: str) -> dict[str, Any]:
 
 _FORM_ACTION = re.compile(r'<form[^>]*\baction="([^"]+)"')
 _PROMPT_INPUT = re.compile(r'<input[^>]*\bname="prompt"[^>]*\bvalue="([^"]+)"')
+_CANCEL_LINK = re.compile(r'<a[^>]*\bhref="([^"]+)"[^>]*>\s*\[ Cancel \]\s*</a>')
+MAX_STEPS = 20
+
+
+@dataclass(frozen=True)
+class BrowserStep:
+    """The next request a browser makes: follow a redirect, or submit or leave a page."""
+
+    method: str  # "GET" or "POST"
+    url: str  # absolute
+    data: dict[str, str] | None = None  # the form, for POST
+
+
+def next_step(
+    response: httpx.Response,
+    username: str,
+    *,
+    password: str | None = None,
+    cancel: bool = False,
+) -> BrowserStep:
+    """What a person at the browser does next, given the page (or redirect) just received.
+
+    Sans-io, so that ``sign_in`` here (async) and ``tests.support.browser.drive`` (sync) share
+    it. A redirect is followed. The provider's development login page is filled in for
+    ``username`` and ``password`` (it accepts any password for a known account, hence the
+    default "any") and its consent page is confirmed; with ``cancel`` the page's "[ Cancel ]"
+    link is followed instead, which makes the provider answer ``error=access_denied``. Raises
+    RuntimeError for an error page or a page that is none of these.
+    """
+    if response.is_redirect:
+        return BrowserStep("GET", urljoin(str(response.url), response.headers["location"]))
+    if response.status_code != 200:
+        # The dev login page takes any name but the provider then fails on an unknown one.
+        hint = f" (is {username!r} one of alice, bob, carol?)" if response.is_server_error else ""
+        raise RuntimeError(
+            f"{response.request.method} {response.url} answered {response.status_code}"
+            f"{hint}: {response.text[:300]}"
+        )
+    page = response.text
+    action = _FORM_ACTION.search(page)
+    prompt = _PROMPT_INPUT.search(page)
+    if action is None or prompt is None:
+        raise RuntimeError(f"no interaction form at {response.url}: {page[:500]}")
+    if cancel:
+        link = _CANCEL_LINK.search(page)
+        if link is None:
+            raise RuntimeError(f"no [ Cancel ] link at {response.url}: {page[:500]}")
+        return BrowserStep("GET", urljoin(str(response.url), html.unescape(link.group(1))))
+    form = {"prompt": prompt.group(1)}
+    if form["prompt"] == "login":
+        form |= {"login": username, "password": "any" if password is None else password}
+    elif form["prompt"] != "consent":
+        raise RuntimeError(f"unexpected interaction prompt {form['prompt']!r}")
+    return BrowserStep("POST", urljoin(str(response.url), action.group(1)), form)
 
 
 async def _drive_interactions(
@@ -237,34 +293,12 @@ async def _drive_interactions(
     Returns the URL of the final redirect to ``redirect_uri``.
     """
     response = await client.get(url)
-    for _ in range(20):
-        if response.is_redirect:
-            location = urljoin(str(response.url), response.headers["location"])
-            if location.startswith(redirect_uri):
-                return location
-            response = await client.get(location)
-            continue
-        if response.status_code != 200:
-            # The dev login page takes any name but the provider then fails on an unknown one.
-            hint = (
-                f" (is {username!r} one of alice, bob, carol?)" if response.is_server_error else ""
-            )
-            raise RuntimeError(
-                f"{response.request.method} {response.url} answered {response.status_code}"
-                f"{hint}: {response.text[:300]}"
-            )
-        action = _FORM_ACTION.search(response.text)
-        prompt = _PROMPT_INPUT.search(response.text)
-        if action is None or prompt is None:
-            raise RuntimeError(f"no interaction form at {response.url}: {response.text[:500]}")
-        form = {"prompt": prompt.group(1)}
-        if form["prompt"] == "login":
-            # The dev login page accepts any password for a known account.
-            form |= {"login": username, "password": "any"}
-        elif form["prompt"] != "consent":
-            raise RuntimeError(f"unexpected interaction prompt {form['prompt']!r}")
-        response = await client.post(urljoin(str(response.url), action.group(1)), data=form)
-    raise RuntimeError(f"no redirect to {redirect_uri} after 20 steps")
+    for _ in range(MAX_STEPS):
+        step = next_step(response, username)
+        if step.method == "GET" and step.url.startswith(redirect_uri):
+            return step.url
+        response = await client.request(step.method, step.url, data=step.data)
+    raise RuntimeError(f"no redirect to {redirect_uri} after {MAX_STEPS} steps")
 
 
 def _raise_for_token_error(response: httpx.Response) -> None:

@@ -17,7 +17,10 @@ from central.idp.issuer import BuiltinIssuer
 from central.idp.keys import SigningKeys
 from central.idp.users import UserDirectory
 from central.logs import AuditLog
+from central.recording import Recorder
+from central.sessions import SessionRegistry
 from central.store import Store
+from central.tls import TunnelTLS
 
 
 @dataclass
@@ -29,6 +32,9 @@ class Central:
     audit: AuditLog
     issuer: BuiltinIssuer | None
     http: httpx.AsyncClient
+    tls: TunnelTLS
+    recorder: Recorder
+    sessions: SessionRegistry
 
     @classmethod
     async def start(cls, config: Config) -> Central:
@@ -51,8 +57,23 @@ class Central:
             groups_claim=ident.groups_claim,
             username_claim=ident.username_claim,
         )
-        return cls(config, store, validator, EventBus(), audit, issuer, http)
+        tls = TunnelTLS.load_or_create(config.data_dir, config.server.tunnel_listen.host)
+        recorder = Recorder(store)
+        recorder.start()
+        return cls(
+            config,
+            store,
+            validator,
+            EventBus(),
+            audit,
+            issuer,
+            http,
+            tls,
+            recorder,
+            SessionRegistry(),
+        )
 
     async def close(self) -> None:
+        await self.recorder.close()
         await self.http.aclose()
         await self.store.close()

@@ -1,6 +1,6 @@
-"""Serving central: the HTTP API (uvicorn, in our own event loop) until asked to stop.
+"""Serving central: the HTTP API (uvicorn, in our own event loop) and the tunnel, until stopped.
 
-The tunnel listener joins here when the PostgreSQL path lands. Signals are ours, not uvicorn's:
+Signals are ours, not uvicorn's:
 uvicorn re-raises a captured SIGTERM after shutdown, which would turn a clean stop into a
 non-zero exit.
 """
@@ -19,6 +19,7 @@ from central.api.app import create_app
 from central.config import Config
 from central.logs import get_logger
 from central.runtime import Central
+from central.tunnel import TunnelServer
 
 log = get_logger(__name__)
 
@@ -43,6 +44,7 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     api_socket: socket.socket | None = None,
+    tunnel_socket: socket.socket | None = None,
     on_ready: Callable[[Central], None] | None = None,
 ) -> None:
     """Run until `stop` is set (or SIGTERM/SIGINT when `stop` is not given)."""
@@ -62,13 +64,22 @@ async def serve(
         if api.done():
             await api  # start-up failed: raise its error
             raise RuntimeError("the API server stopped during start-up")
-        await central.audit.record("central.started", api=config.api_url)
-        log.info("central serving the API on %s (issuer %s)", config.api_url, config.issuer_url)
+        listen = config.server.tunnel_listen
+        tunnel = TunnelServer(central)
+        await tunnel.start(tunnel_socket or bind(listen.host, listen.port))
+        await central.audit.record("central.started", api=config.api_url, tunnel=str(listen))
+        log.info(
+            "central serving the API on %s and the tunnel on %s (issuer %s)",
+            config.api_url,
+            listen,
+            config.issuer_url,
+        )
         if on_ready:
             on_ready(central)
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({api, stopping}, return_when=asyncio.FIRST_COMPLETED)
         server.should_exit = True
+        await tunnel.close()
         await api
         stopping.cancel()
         await central.audit.record("central.stopped")

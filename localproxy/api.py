@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
 
-from localproxy.contract import API_PREFIX, LoginInfo, Me, ResourceView
+from localproxy.contract import (
+    API_PREFIX,
+    LoginInfo,
+    Me,
+    ResourceView,
+    SessionDetail,
+    SessionSummary,
+    TunnelInfo,
+)
 
 _RESOURCES = TypeAdapter(list[ResourceView])
+_SESSIONS = TypeAdapter(list[SessionSummary])
 
 
 class CentralError(Exception):
@@ -37,8 +47,11 @@ class CentralClient:
         await self._http.aclose()
 
     async def _get(self, path: str) -> Any:
+        return await self._call("GET", path)
+
+    async def _call(self, method: str, path: str) -> Any:
         try:
-            resp = await self._http.get(f"{API_PREFIX}{path}")
+            resp = await self._http.request(method, f"{API_PREFIX}{path}")
         except httpx.HTTPError as e:
             raise CentralError(f"cannot reach central at {self.base_url}: {e}") from e
         if resp.status_code >= 400:
@@ -59,3 +72,16 @@ class CentralClient:
 
     async def resources(self) -> list[ResourceView]:
         return _RESOURCES.validate_python(await self._get("/resources"))
+
+    async def tunnel_info(self) -> TunnelInfo:
+        return TunnelInfo.model_validate(await self._get("/tunnel-info"))
+
+    async def extend_session(self, session_id: str) -> None:
+        """Carry a live tunnel session on with this client's (fresh) token."""
+        await self._call("POST", f"/tunnel-sessions/{session_id}/extend")
+
+    async def sessions(self) -> list[SessionSummary]:
+        return _SESSIONS.validate_python(await self._get("/sessions"))
+
+    async def session(self, session_id: str) -> SessionDetail:
+        return SessionDetail.model_validate(await self._get(f"/sessions/{quote(session_id)}"))

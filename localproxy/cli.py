@@ -15,8 +15,10 @@ from collections.abc import Coroutine
 from typing import Any
 
 from localproxy.api import CentralClient, CentralError
+from localproxy.connect import ConnectError, run_connect
 from localproxy.login import LoginError, refresh, sign_in
 from localproxy.profile import resolve_central, save_central
+from localproxy.replay import render_session
 from localproxy.tokens import TokenSet, TokenStore, expires_soon
 
 
@@ -122,6 +124,37 @@ async def _whoami(args: argparse.Namespace, store: TokenStore) -> int:
     return 0
 
 
+async def _connect(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    await current_token(central, store)  # fail now, not at the first client connection
+
+    async def token() -> str:
+        return await current_token(central, store)
+
+    return await run_connect(central, args.resource, args.port, token)
+
+
+async def _sessions(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    async with CentralClient(central, await current_token(central, store)) as api:
+        items = await api.sessions()
+    if args.json:
+        print(json.dumps([s.model_dump(mode="json") for s in items], indent=2))
+        return 0
+    for s in items:
+        ended = f"{s.ended_at:%H:%M:%S}" if s.ended_at else "live"
+        print(f"{s.id}  {s.started_at:%Y-%m-%d %H:%M:%S} to {ended}  {s.user:<12} {s.resource}")
+    return 0
+
+
+async def _replay(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    async with CentralClient(central, await current_token(central, store)) as api:
+        detail = await api.session(args.session_id)
+    print(render_session(detail, args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="watchgate", description="Watchgate client")
     p.add_argument("--central", help="central URL (default: $WATCHGATE_CENTRAL or the profile)")
@@ -129,14 +162,26 @@ def build_parser() -> argparse.ArgumentParser:
     login = sub.add_parser("login", help="sign in with your browser (RFC 8252)")
     login.add_argument("--token-stdin", action="store_true", help="read an access token instead")
     login.set_defaults(func=_login)
-    sub.add_parser("logout", help="forget the stored sign-in").set_defaults(func=_logout)
+    logout = sub.add_parser("logout", help="forget the stored sign-in")
+    logout.set_defaults(func=_logout)
     res = sub.add_parser("resources", help="resources you may use, with their access state")
     res.add_argument("--json", action="store_true")
     res.set_defaults(func=_resources)
     who = sub.add_parser("whoami", help="who central thinks you are")
     who.add_argument("--json", action="store_true")
     who.set_defaults(func=_whoami)
-    for sp in (login, res, who):
+    con = sub.add_parser("connect", help="open the local proxy for a resource")
+    con.add_argument("resource")
+    con.add_argument("--port", type=int, help="listen on this port (default: a stable one)")
+    con.set_defaults(func=_connect)
+    ses = sub.add_parser("sessions", help="recorded sessions (yours; everyone's for auditors)")
+    ses.add_argument("--json", action="store_true")
+    ses.set_defaults(func=_sessions)
+    rep = sub.add_parser("replay", help="what happened in a recorded session")
+    rep.add_argument("session_id")
+    rep.add_argument("--format", choices=["text", "json"], default="text")
+    rep.set_defaults(func=_replay)
+    for sp in (login, logout, res, who, con, ses, rep):
         sp.add_argument("--central", help=argparse.SUPPRESS, default=argparse.SUPPRESS)
     return p
 
@@ -154,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     store = TokenStore()
     try:
         return _run(args.func(args, store))
-    except (CliError, CentralError, LoginError) as e:
+    except (CliError, CentralError, LoginError, ConnectError) as e:
         _warn(str(e))
         return 1
     except KeyboardInterrupt:

@@ -59,6 +59,39 @@ class ResourceView(_Model):
     request_id: str | None = None
 
 
+class SessionSummary(_Model):
+    id: str
+    user: str
+    resource: str
+    kind: str
+    client: str
+    started_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+    format_version: int
+
+
+class StatementView(_Model):
+    """One recorded statement; `params` is the JSON list of bind parameters, if any."""
+
+    seq: int
+    started_at: datetime
+    duration_us: int
+    protocol: str
+    sql: str
+    params: str | None
+    outcome: str
+    rows: int | None
+    error: str | None
+    decision: str
+    rule: str | None
+    hash: str
+
+
+class SessionDetail(SessionSummary):
+    statements: list[StatementView]
+
+
 class ApiError(_Model):
     error: str
     reason: str
@@ -71,3 +104,58 @@ class Event(_Model):
     id: str
     at: datetime
     data: dict[str, object]
+
+
+# -- the tunnel --------------------------------------------------------------------------------
+#
+# One TLS connection per client connection. The local proxy opens it with one hello frame;
+# central answers with one answer frame; after an `accept` the connection carries the
+# resource's own protocol, byte for byte. Frames are a 4-byte big-endian length and UTF-8 JSON.
+
+TUNNEL_VERSION = 1
+MAX_FRAME = 64 * 1024
+
+
+class TunnelInfo(_Model):
+    """Where the tunnel listens and the CA that signs its certificate (pinned by clients)."""
+
+    address: str
+    ca_pem: str
+    ca_sha256: str
+
+
+class CancelKey(_Model):
+    pid: int
+    secret: str  # hex
+
+
+class TunnelHello(_Model):
+    v: int = TUNNEL_VERSION
+    token: str
+    resource: str
+    # Protocol start-up parameters the client sent (for PostgreSQL: application_name, ...).
+    params: dict[str, str] = {}
+    client: str = ""  # the client's own address, for the record
+    cancel: CancelKey | None = None  # a PostgreSQL CancelRequest instead of a session
+
+
+class TunnelAnswer(_Model):
+    status: str  # "accept" | "deny" | "pending" | "request_needed"
+    reason: str = ""
+    code: str = ""  # stable: "token", "forbidden", "target", "recording", "protocol", ...
+    session_id: str | None = None
+    request_id: str | None = None
+    expires_at: datetime | None = None
+
+
+def encode_frame(model: BaseModel) -> bytes:
+    body = model.model_dump_json().encode()
+    return len(body).to_bytes(4, "big") + body
+
+
+def frame_length(header: bytes) -> int:
+    """The body length from a frame header; ValueError when it cannot be a frame."""
+    n = int.from_bytes(header, "big")
+    if not 0 < n <= MAX_FRAME:
+        raise ValueError(f"tunnel frame of {n} bytes (limit {MAX_FRAME})")
+    return n

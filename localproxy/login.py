@@ -40,6 +40,9 @@ class IssuerEndpoints:
     issuer: str
     authorization_endpoint: str
     token_endpoint: str
+    # RFC 9207 2.4: when the issuer says it names itself in authorization responses, an
+    # answer without `iss` must be refused.
+    names_itself: bool = False
 
     @classmethod
     async def discover(cls, http: httpx.AsyncClient, issuer: str) -> IssuerEndpoints:
@@ -50,7 +53,12 @@ class IssuerEndpoints:
             meta = resp.json()
             if meta.get("issuer") != issuer:
                 raise LoginError(f"{url} names issuer {meta.get('issuer')!r}, not {issuer!r}")
-            return cls(issuer, meta["authorization_endpoint"], meta["token_endpoint"])
+            return cls(
+                issuer,
+                meta["authorization_endpoint"],
+                meta["token_endpoint"],
+                meta.get("authorization_response_iss_parameter_supported") is True,
+            )
         except (httpx.HTTPError, ValueError, KeyError) as e:
             raise LoginError(f"cannot read the issuer's discovery document at {url}: {e}") from e
 
@@ -160,11 +168,13 @@ async def sign_in(
         try:
             answer = await asyncio.wait_for(callback.result, wait)
         except TimeoutError:
-            raise LoginError(f"no answer from the browser within {wait:.0f} s") from None
+            raise LoginError(f"no answer from the browser within {wait:g} s") from None
         if answer.get("state") != state:
             raise LoginError("the sign-in answer does not belong to this attempt (state mismatch)")
         if "iss" in answer and answer["iss"] != info.issuer:
             raise LoginError(f"the sign-in answer came from {answer['iss']!r}, not the issuer")
+        if "iss" not in answer and endpoints.names_itself:
+            raise LoginError("the sign-in answer does not name its issuer (no iss, RFC 9207)")
         if "error" in answer:
             raise LoginError(
                 f"the issuer refused: {answer['error']}: {answer.get('error_description', '')}"

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from central import __version__
@@ -20,7 +20,17 @@ from central.identity.tokens import Identity, IssuerUnavailable, TokenRejected
 from central.policy.access import entitlements, is_auditor, roles_for
 from central.runtime import Central
 from central.store import StoreError
-from localproxy.contract import API_PREFIX, AccessState, LoginInfo, Me, ResourceView
+from localproxy.contract import (
+    API_PREFIX,
+    AccessState,
+    LoginInfo,
+    Me,
+    ResourceView,
+    SessionDetail,
+    SessionSummary,
+    StatementView,
+    TunnelInfo,
+)
 
 KEEPALIVE = 15.0  # seconds between SSE comments, so idle proxies do not cut the stream
 
@@ -122,6 +132,42 @@ def create_app(central: Central) -> FastAPI:
                     view = view.model_copy(update={"access": AccessState.REQUESTABLE})
             out.append(view)
         return out
+
+    @app.get(f"{API_PREFIX}/tunnel-info", tags=["meta"])
+    async def tunnel_info() -> TunnelInfo:
+        """Where the tunnel listens and its CA, which local proxies pin at first use."""
+        return TunnelInfo(
+            address=str(central.config.server.tunnel_listen),
+            ca_pem=central.tls.ca_pem.decode(),
+            ca_sha256=central.tls.ca_sha256,
+        )
+
+    @app.post(f"{API_PREFIX}/tunnel-sessions/{{session_id}}/extend", tags=["sessions"])
+    async def extend_session(session_id: str, who: User) -> dict[str, str]:
+        """Carry a live session past the old token's expiry with the caller's fresh token."""
+        live = central.sessions.get(session_id)
+        if live is None or live.identity.subject != who.subject:
+            raise HTTPException(404, "no such live session of yours")
+        return {"deadline": live.extend(who).isoformat()}
+
+    @app.get(f"{API_PREFIX}/sessions", tags=["sessions"])
+    async def sessions(who: User, limit: int = 100) -> list[SessionSummary]:
+        """Recorded sessions: your own, or everyone's for auditors."""
+        user = None if is_auditor(central.config, who.groups) else who.user
+        rows = await central.store.list_sessions(user=user, limit=min(max(limit, 1), 1000))
+        return [SessionSummary.model_validate(r, from_attributes=True) for r in rows]
+
+    @app.get(f"{API_PREFIX}/sessions/{{session_id}}", tags=["sessions"])
+    async def session_detail(session_id: str, who: User) -> SessionDetail:
+        found = await central.store.session_with_statements(session_id)
+        auditor = is_auditor(central.config, who.groups)
+        if found is None or (found[0].user != who.user and not auditor):
+            raise HTTPException(404, "no such session")
+        row, statements = found
+        return SessionDetail(
+            **SessionSummary.model_validate(row, from_attributes=True).model_dump(),
+            statements=[StatementView.model_validate(s, from_attributes=True) for s in statements],
+        )
 
     @app.get(
         f"{API_PREFIX}/events",

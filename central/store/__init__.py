@@ -8,6 +8,8 @@ from central.store.models import (
     Base,
     RefreshToken,
     RequestStatus,
+    SessionRecord,
+    StatementRecord,
     new_id,
     sha256_hex,
 )
@@ -18,6 +20,8 @@ __all__ = [
     "Base",
     "RefreshToken",
     "RequestStatus",
+    "SessionRecord",
+    "StatementRecord",
     "Store",
     "StoreError",
     "models",

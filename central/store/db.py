@@ -37,7 +37,15 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from central.store.models import AccessRequest, AuthCode, RefreshToken, RequestStatus, new_id
+from central.store.models import (
+    AccessRequest,
+    AuthCode,
+    RefreshToken,
+    RequestStatus,
+    SessionRecord,
+    StatementRecord,
+    new_id,
+)
 
 __all__ = ["Store", "StoreError"]
 
@@ -274,8 +282,32 @@ class Store:
         async with self._sessions.begin() as session:
             return await _revoke_family(session, family_id, now)
 
+    # -- recordings ---------------------------------------------------------------------------
 
-# -- helpers ------------------------------------------------------------------------------------
+    async def list_sessions(self, *, user: str | None, limit: int) -> list[SessionRecord]:
+        """The newest recorded sessions, of one user or (user None) of everyone."""
+        query = select(SessionRecord).order_by(SessionRecord.started_at.desc()).limit(limit)
+        if user is not None:
+            query = query.where(SessionRecord.user == user)
+        async with self._sessions() as session:
+            return list((await session.scalars(query)).all())
+
+    async def session_with_statements(
+        self, session_id: str
+    ) -> tuple[SessionRecord, list[StatementRecord]] | None:
+        async with self._sessions() as session:
+            row = await session.get(SessionRecord, session_id)
+            if row is None:
+                return None
+            statements = await session.scalars(
+                select(StatementRecord)
+                .where(StatementRecord.session_id == session_id)
+                .order_by(StatementRecord.seq)
+            )
+            return row, list(statements.all())
+
+
+# -- helpers ------------------------------------------------------------------------------
 
 
 def _parse_url(url: str) -> tuple[URL, str]:

@@ -16,7 +16,17 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, DateTime, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -27,6 +37,8 @@ __all__ = [
     "Base",
     "RefreshToken",
     "RequestStatus",
+    "SessionRecord",
+    "StatementRecord",
     "UTCDateTime",
     "new_id",
     "sha256_hex",
@@ -188,3 +200,50 @@ class RefreshToken(Base):
             f"client_id={self.client_id!r}, expires_at={self.expires_at!r}, "
             f"rotated_at={self.rotated_at!r}, revoked_at={self.revoked_at!r})"
         )
+
+
+class SessionRecord(Base):
+    """One recorded connection through the gateway: who, which resource, from when to when."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        Index("ix_sessions_user_started_at", "user", "started_at"),
+        Index("ix_sessions_started_at", "started_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user: Mapped[str] = mapped_column(String(255))
+    resource: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    client: Mapped[str] = mapped_column(String(255))
+    format_version: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class StatementRecord(Base):
+    """One statement of a database session, as it ran, hash-chained within its session.
+
+    ``hash`` covers the statement's fields and ``prev_hash`` (the previous statement's hash, or
+    the session id for the first), so that a removed, edited or reordered row is detectable.
+    """
+
+    __tablename__ = "statements"
+
+    session_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime]
+    duration_us: Mapped[int] = mapped_column(BigInteger)
+    protocol: Mapped[str] = mapped_column(String(16))
+    sql: Mapped[str] = mapped_column(Text)
+    params: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+    rows: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    decision: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str | None] = mapped_column(String(255))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

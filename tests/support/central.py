@@ -84,9 +84,13 @@ ROLES = [
 ]
 
 
-def make_config(tmp: Path, port: int, **overrides: Any) -> Config:
+def make_config(tmp: Path, port: int, tunnel_port: int = 8471, **overrides: Any) -> Config:
     data: dict[str, Any] = {
-        "server": {"api_listen": f"127.0.0.1:{port}", "data_dir": "data"},
+        "server": {
+            "api_listen": f"127.0.0.1:{port}",
+            "tunnel_listen": f"127.0.0.1:{tunnel_port}",
+            "data_dir": "data",
+        },
         "identity": {"issuer": "builtin", "audience": "watchgate", "users": USERS},
         "resources": RESOURCES,
         "roles": ROLES,
@@ -112,12 +116,12 @@ def free_socket() -> socket.socket:
 
 @contextlib.asynccontextmanager
 async def running_central(tmp: Path, **overrides: Any) -> AsyncIterator[Running]:
-    sock = free_socket()
-    config = make_config(tmp, sock.getsockname()[1], **overrides)
+    sock, tunnel = free_socket(), free_socket()
+    config = make_config(tmp, sock.getsockname()[1], tunnel.getsockname()[1], **overrides)
     stop = asyncio.Event()
     ready: asyncio.Future[Central] = asyncio.get_running_loop().create_future()
     task = asyncio.ensure_future(
-        serve(config, stop=stop, api_socket=sock, on_ready=ready.set_result)
+        serve(config, stop=stop, api_socket=sock, tunnel_socket=tunnel, on_ready=ready.set_result)
     )
     done, _ = await asyncio.wait({task, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
     if task in done:

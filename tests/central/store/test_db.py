@@ -103,7 +103,7 @@ async def test_migrations_reach_head_and_reopening_is_idempotent(store_url: str)
         try:
             async with store.session() as session:
                 versions = await session.execute(text("SELECT version_num FROM alembic_version"))
-                assert versions.scalars().all() == ["0001"]
+                assert versions.scalars().all() == ["0002"]
                 kept = await session.get(AccessRequest, request.id)
             assert kept is not None and kept.reason == "incident"
         finally:
@@ -131,7 +131,14 @@ async def test_schema_matches_the_models(store: Store) -> None:
         assert await conn.run_sync(diff) == []
         found = await conn.run_sync(layout)
     assert found == {
-        "tables": ["access_requests", "alembic_version", "auth_codes", "refresh_tokens"],
+        "tables": [
+            "access_requests",
+            "alembic_version",
+            "auth_codes",
+            "refresh_tokens",
+            "sessions",
+            "statements",
+        ],
         "request_indexes": [("ix_access_requests_requester_resource", ["requester", "resource"])],
         "token_indexes": [("ix_refresh_tokens_family_id", ["family_id"])],
     }

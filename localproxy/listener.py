@@ -10,27 +10,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from localproxy import pgfront
 from localproxy.contract import CancelKey, ResourceView, TunnelAnswer, TunnelHello
 from localproxy.tunnel import Tunnel, TunnelError
 
-CHUNK = 256 * 1024
 HIGH_WATER = 1 << 20
 
 TokenSource = Callable[[], Awaitable[str]]
 
 
-async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy until EOF; drain only when the peer falls behind (no await per chunk otherwise)."""
-    try:
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            if writer.transport.get_write_buffer_size() > HIGH_WATER:
-                await writer.drain()
-        await writer.drain()
-    except (ConnectionError, OSError):
-        pass
+class _Pipe(asyncio.Protocol):
+    """One end of a byte pipe: what arrives is written to the peer, with no await per chunk.
+
+    (Central has the same shape in central/protocols/transport.py; localproxy may not import
+    central, and this is all it needs.)
+    """
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Pipe | None = None
+
+    def data_received(self, data: bytes) -> None:
+        assert self.peer is not None and self.peer.transport is not None
+        self.peer.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self._finish()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+
+def _adopt(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pipe: _Pipe) -> bytes:
+    # StreamReader has no public way to hand over what it has buffered; see central's twin.
+    buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
+    leftover = bytes(buffer)
+    buffer.clear()
+    # uvloop's transports are not asyncio.Transport subclasses, but have its interface.
+    transport = cast(asyncio.Transport, writer.transport)
+    pipe.transport = transport
+    transport.set_protocol(pipe)
+    transport.set_write_buffer_limits(high=HIGH_WATER)
+    if not transport.is_reading():
+        transport.resume_reading()
+    return leftover
 
 
 async def relay(
@@ -40,14 +79,18 @@ async def relay(
     t_writer: asyncio.StreamWriter,
 ) -> None:
     """Both directions until either side is done; then both connections are closed."""
-    up = asyncio.ensure_future(pump(c_reader, t_writer))
-    down = asyncio.ensure_future(pump(t_reader, c_writer))
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    client, tunnel = _Pipe(done), _Pipe(done)
+    client.peer, tunnel.peer = tunnel, client
+    from_client = _adopt(c_reader, c_writer, client)
+    from_tunnel = _adopt(t_reader, t_writer, tunnel)
+    if from_client:
+        client.data_received(from_client)
+    if from_tunnel:
+        tunnel.data_received(from_tunnel)
     try:
-        await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        await done
     finally:
-        for task in (up, down):
-            task.cancel()
-        await asyncio.gather(up, down, return_exceptions=True)
         t_writer.close()
 
 
@@ -90,7 +133,7 @@ class PostgresListener:
                 return
             await asyncio.wait_for(pgfront.check_secret(reader, writer, self.secret), 30)
             hello = TunnelHello(
-                token=await self.token(),
+                token=await self._token(),
                 resource=self.resource.name,
                 params=first.params,
                 client=client,
@@ -116,15 +159,24 @@ class PostgresListener:
                 await writer.drain()
             writer.close()
 
+    async def _token(self) -> str:
+        """The current access token; a sign-in that cannot give one (ended, central unreachable
+        for the refresh) refuses the client with the reason instead of dropping it silently."""
+        try:
+            return await self.token()
+        except Exception as e:
+            raise pgfront.StartupError("28000", f"no Watchgate sign-in: {e}") from None
+
     async def _cancel(self, cancel: pgfront.Cancel, client: str) -> None:
         # A CancelRequest carries no password: the key central handed out is the credential,
         # and central also checks that the caller's token belongs to the session's user.
-        hello = TunnelHello(
-            token=await self.token(),
-            resource=self.resource.name,
-            client=client,
-            cancel=CancelKey(pid=cancel.pid, secret=cancel.secret.hex()),
-        )
-        with contextlib.suppress(TunnelError):
+        # Like PostgreSQL, a cancel is never answered, not even when it cannot be passed on.
+        with contextlib.suppress(TunnelError, pgfront.StartupError):
+            hello = TunnelHello(
+                token=await self._token(),
+                resource=self.resource.name,
+                client=client,
+                cancel=CancelKey(pid=cancel.pid, secret=cancel.secret.hex()),
+            )
             _, _, t_writer = await self.tunnel.open(hello)
             t_writer.close()

@@ -165,7 +165,7 @@ class FrameReader:
         """The next frame is an untyped startup-phase frame."""
         return self._phase in (_FIRST, _AFTER_GSS, _AFTER_SSL)
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes from the peer; `b""` means the peer closed the stream."""
         if not data:
             self._eof = True
@@ -199,6 +199,8 @@ class FrameReader:
                     _set_type(frame, typ)
                     _set_raw(frame, buf[pos:end])
                     return frame
+            elif pos == n and not self._extra:
+                return None  # drained: how every read ends
         return self._next_frame_slow()
 
     def frames(self) -> Iterator[Frame]:
@@ -206,6 +208,59 @@ class FrameReader:
         next_frame = self.next_frame
         while (frame := next_frame()) is not None:
             yield frame
+
+    def scan(
+        self, tracked: frozenset[int], counted: int
+    ) -> tuple[bytes, list[tuple[int, int, Frame]], int]:
+        """Consume every complete frame at once, for a relay that forwards them unchanged.
+
+        Returns the bytes of those frames (to write on), the frames whose type is in `tracked`
+        as `(end offset in those bytes, frames of type `counted` since the previous tracked
+        frame, frame)`, and the number of `counted` frames after the last tracked one. Only
+        tracked frames are materialised: a result of a million DataRows is walked header by
+        header and forwarded as slices of the chunks it arrived in.
+        """
+        events: list[tuple[int, int, Frame]] = []
+        parts: list[bytes] = []
+        size = 0
+        count = 0
+        max_size = self._max_size
+        while self._typed:
+            buf, start = self._buf, self._pos
+            pos, n = start, len(buf)
+            while n - pos >= 5:
+                typ, length = _HEADER(buf, pos)
+                end = pos + 1 + length
+                if end > n or not typ or not 4 <= length <= max_size:
+                    break
+                if typ in tracked:
+                    frame = _new_frame(Frame)
+                    _set_type(frame, typ)
+                    _set_raw(frame, buf[pos:end])
+                    events.append((size + end - start, count, frame))
+                    count = 0
+                elif typ == counted:
+                    count += 1
+                pos = end
+            if pos > start:
+                self._pos = pos
+                parts.append(buf[start:pos] if start or pos != n else buf)
+                size += pos - start
+            # A frame straddling chunks, or one the fast loop will not judge: the careful path.
+            slow = self._next_frame_slow()
+            if slow is None:
+                break
+            if slow.type in tracked:
+                events.append((size + len(slow.raw), count, slow))
+                count = 0
+            elif slow.type == counted:
+                count += 1
+            parts.append(slow.raw)
+            size += len(slow.raw)
+        else:
+            raise ProtocolError("scan() is for typed frames, after start-up")
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        return data, events, count
 
     def next_byte(self) -> int | None:
         """One unframed byte: the server's single-byte answer ('S', 'N') to SSLRequest or
@@ -401,7 +456,8 @@ def _check_secret(secret: bytes) -> None:
 
 def _check_kind(kind: str | int) -> None:
     if kind not in ("S", "P", 0x53, 0x50):
-        raise _Malformed(f"kind {kind!r} (expected 'S' or 'P')")
+        shown = chr(kind) if isinstance(kind, int) else kind
+        raise _Malformed(f"kind {shown!r} (expected 'S' or 'P')")
 
 
 def _decode_startup(raw: bytes) -> FrontendMessage:

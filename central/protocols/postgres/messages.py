@@ -6,8 +6,9 @@ match on them freely.
 
 Conventions, chosen for a gateway that must see exactly what the server will see:
 
-- Strings are `str`, decoded as strict UTF-8. The gateway pins `client_encoding` to UTF8, so any
-  other byte sequence is an error rather than something to guess about.
+- Strings are `str`, decoded as strict UTF-8: central starts every target session with
+  `client_encoding=UTF8`, and bytes in any other encoding are an error rather than a guess (a
+  later `SET client_encoding` is the session's to refuse).
 - Opaque payloads (COPY data, column values, parameters, SASL exchanges) stay `bytes`; SQL NULL
   is `None`.
 - OIDs and process ids are unsigned 32-bit ints; everything else keeps the protocol's sign.

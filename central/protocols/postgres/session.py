@@ -49,12 +49,10 @@ from central.protocols.postgres.messages import (
 )
 from central.protocols.postgres.params import render_params
 from central.protocols.postgres.target import TargetConnection
+from central.protocols.transport import Endpoint, adopt
 from central.recording import RecordingUnavailable, SessionLog, StatementRecordDraft
 from central.recording.recorder import clip
 from central.sessions import LiveSession
-
-CHUNK = 256 * 1024
-HIGH_WATER = 1 << 20
 
 # Message type bytes, as ints (frame.type).
 _Q, _P, _B, _E, _S, _C, _X, _F, _D = (ord(c) for c in "QPBESCXFD")
@@ -111,30 +109,38 @@ class PostgresSession:
         self._inflight: deque[_Execution | None] = deque()
         self._owed = 0  # ReadyForQuery messages the target still owes the client
         self._injected: deque[tuple[int, bytes]] = deque()
+        self._c_frames = FrameReader()
+        self._t_frames = FrameReader()
 
     # -- life cycle ----------------------------------------------------------------------------
 
     async def run(self) -> str:
         """Relay until either side ends or access expires; returns why the session ended."""
+        self._done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        client = Endpoint(self._on_client_data, lambda exc: self._end("client disconnected"))
+        target = Endpoint(
+            self._on_target_data, lambda exc: self._end("target closed the connection")
+        )
+        client.peer, target.peer = target, client
+        self.c_transport, c_left = adopt(self.c_reader, self.c_writer, client)
+        self.t_transport, t_left = adopt(self.target.reader, self.target.writer, target)
         self._greet()
-        tasks = {
-            asyncio.ensure_future(self._client_to_target()),
-            asyncio.ensure_future(self._target_to_client()),
-            asyncio.ensure_future(self._watchdog()),
-        }
+        if self.target.buffered or t_left:
+            self._on_target_data(self.target.buffered + t_left)
+        if c_left:
+            self._on_client_data(c_left)
+        watchdog = asyncio.ensure_future(self._watchdog())
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            reason = next(iter(done)).result()
+            reason = await self._done
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
         self.log.info("session ended: %s", reason)
-        try:
-            await self.c_writer.drain()
-        except (ConnectionError, OSError):
-            pass
         return reason
+
+    def _end(self, reason: str) -> None:
+        if not self._done.done():
+            self._done.set_result(reason)
 
     def _greet(self) -> None:
         out = [encode(Authentication(Authentication.OK, b""))]
@@ -142,12 +148,12 @@ class PostgresSession:
         pid, secret = self.live.key
         out.append(encode(BackendKeyData(pid, secret)))
         out.append(encode(ReadyForQuery(self.status)))
-        self.c_writer.write(b"".join(out))
+        self.c_transport.write(b"".join(out))
 
     def _fatal(self, sqlstate: str, message: str) -> None:
-        self.c_writer.write(encode(error_response(sqlstate, message, severity="FATAL")))
+        self.c_transport.write(encode(error_response(sqlstate, message, severity="FATAL")))
 
-    async def _watchdog(self) -> str:
+    async def _watchdog(self) -> None:
         live = self.live
         while True:
             live.deadline_moved.clear()
@@ -162,7 +168,8 @@ class PostgresSession:
                     "57P01",
                     f"Watchgate: session ended: {why} at {live.deadline:%Y-%m-%d %H:%M:%S} UTC",
                 )
-                return why
+                self._end(why)
+                return
             try:
                 await asyncio.wait_for(live.deadline_moved.wait(), left)
             except TimeoutError:
@@ -170,39 +177,42 @@ class PostgresSession:
 
     # -- client to target ----------------------------------------------------------------------
 
-    async def _client_to_target(self) -> str:
-        frames = FrameReader()
-        t_writer = self.target.writer
-        while True:
-            data = await self.c_reader.read(CHUNK)
-            if not data:
-                return "client disconnected"
-            if not self.recording.recorder.healthy:
-                self._fatal("58030", "Watchgate: session ended: the recording is unavailable")
-                return "recording unavailable"
-            frames.receive_data(data)
-            out: list[bytes] = []
-            try:
-                for frame in frames.frames():
-                    kind = frame.type
-                    if kind in _PASSTHROUGH_FRONTEND:
-                        out.append(frame.raw)
-                    elif kind == _X:
-                        t_writer.write(b"".join(out) + frame.raw)
-                        return "client terminated"
-                    elif kind == _F:
-                        self._refuse_function_call()
-                    else:
-                        self._track_frontend(frame)
-                        out.append(frame.raw)
-            except ProtocolError as e:
-                self.log.warning("protocol error from client: %s", e)
-                self._fatal("08P01", f"Watchgate: protocol error: {e}")
-                return f"protocol error from client: {e}"
-            if out:
-                t_writer.write(b"".join(out))
-                if t_writer.transport.get_write_buffer_size() > HIGH_WATER:
-                    await t_writer.drain()
+    def _on_client_data(self, data: bytes) -> None:
+        if self._done.done():
+            return
+        if not self.recording.recorder.healthy:
+            self._fatal("58030", "Watchgate: session ended: the recording is unavailable")
+            self._end("recording unavailable")
+            return
+        frames = self._c_frames
+        frames.receive_data(data)
+        out: list[bytes] = []
+        try:
+            for frame in frames.frames():
+                kind = frame.type
+                if kind in _PASSTHROUGH_FRONTEND:
+                    out.append(frame.raw)
+                elif kind == _X:
+                    out.append(frame.raw)
+                    self.t_transport.write(b"".join(out))
+                    self._end("client terminated")
+                    return
+                elif kind == _F:
+                    self._refuse_function_call()
+                else:
+                    self._track_frontend(frame)
+                    out.append(frame.raw)
+        except ProtocolError as e:
+            self.log.warning("protocol error from client: %s", e)
+            self._fatal("08P01", f"Watchgate: protocol error: {e}")
+            self._end(f"protocol error from client: {e}")
+            return
+        except RecordingUnavailable:
+            self._fatal("58030", "Watchgate: session ended: the recording is unavailable")
+            self._end("recording unavailable")
+            return
+        if out:
+            self.t_transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _track_frontend(self, frame: Frame) -> None:
         kind = frame.type
@@ -276,47 +286,50 @@ class PostgresSession:
     def _inject(self, reply: bytes) -> None:
         """Answer the client ourselves, after every reply the target still owes it."""
         if self._owed == 0 and not self._injected:
-            self.c_writer.write(reply + encode(ReadyForQuery(self.status)))
+            self.c_transport.write(reply + encode(ReadyForQuery(self.status)))
         else:
             self._injected.append((self._owed, reply))
 
     # -- target to client ----------------------------------------------------------------------
 
-    async def _target_to_client(self) -> str:
-        frames = FrameReader()
-        t_reader = self.target.reader
-        c_writer = self.c_writer
-        if self.target.buffered:
-            frames.receive_data(self.target.buffered)
-        while True:
-            data = await t_reader.read(CHUNK)
-            if not data:
-                return "target closed the connection"
-            frames.receive_data(data)
-            out: list[bytes] = []
-            try:
-                for frame in frames.frames():
-                    out.append(frame.raw)
-                    kind = frame.type
-                    if kind == _DATA_ROW:
-                        if self._inflight and (head := self._inflight[0]) is not None:
-                            head.rows_sent += 1
-                    elif kind in _TRACKED_BACKEND:
-                        self._track_backend(frame)
-                        if kind == _READY and self._injected:
-                            self._release_injected(out)
-            except ProtocolError as e:
-                self.log.warning("protocol error from target: %s", e)
-                c_writer.write(b"".join(out[:-1]))
-                self._fatal("08P01", f"Watchgate: the target sent malformed data: {e}")
-                return f"protocol error from target: {e}"
-            except RecordingUnavailable:
-                c_writer.write(b"".join(out))
-                self._fatal("58030", "Watchgate: session ended: the recording is unavailable")
-                return "recording unavailable"
-            c_writer.write(b"".join(out))
-            if c_writer.transport.get_write_buffer_size() > HIGH_WATER:
-                await c_writer.drain()
+    def _on_target_data(self, data: bytes) -> None:
+        if self._done.done():
+            return
+        frames = self._t_frames
+        frames.receive_data(data)
+        try:
+            chunk, events, tail_rows = frames.scan(_TRACKED_BACKEND, _DATA_ROW)
+            start = 0
+            pieces: list[bytes] = []
+            for end, rows, frame in events:
+                if rows:
+                    self._count_rows(rows)
+                self._track_backend(frame)
+                if frame.type == _READY and self._injected:
+                    # Our own replies go right after the ReadyForQuery they waited for.
+                    pieces.append(chunk[start:end])
+                    start = end
+                    self._release_injected(pieces)
+            if tail_rows:
+                self._count_rows(tail_rows)
+        except ProtocolError as e:
+            self.log.warning("protocol error from target: %s", e)
+            self._fatal("08P01", f"Watchgate: the target sent malformed data: {e}")
+            self._end(f"protocol error from target: {e}")
+            return
+        except RecordingUnavailable:
+            self._fatal("58030", "Watchgate: session ended: the recording is unavailable")
+            self._end("recording unavailable")
+            return
+        if pieces:
+            pieces.append(chunk[start:])
+            chunk = b"".join(pieces)
+        if chunk:
+            self.c_transport.write(chunk)
+
+    def _count_rows(self, rows: int) -> None:
+        if self._inflight and (head := self._inflight[0]) is not None:
+            head.rows_sent += rows
 
     def _release_injected(self, out: list[bytes]) -> None:
         while self._injected and self._injected[0][0] <= 0:

@@ -7,6 +7,7 @@ encoder under test; `test_real_server_*` checks the same codec against a live Po
 
 from __future__ import annotations
 
+import re
 import socket
 from urllib.parse import unquote, urlsplit
 
@@ -120,7 +121,7 @@ EXTENDED_BATCH = [
     b"E" + be32(9) + b"\x00" + be32(0),
     b"S" + be32(4),
 ]
-EXTENDED_MESSAGES = [
+EXTENDED_MESSAGES: list[Message] = [
     Parse("", PGBENCH_SQL.decode(), ()),
     Bind("", "", (), (b"12345",), (0,)),
     Describe("P", ""),
@@ -145,12 +146,17 @@ SELECT_RESPONSE = [
     b"C" + be32(13) + b"SELECT 1\x00",
     b"Z" + be32(5) + b"I",
 ]
-SELECT_MESSAGES = [
+SELECT_MESSAGES: list[Message] = [
     RowDescription((FieldDescription("abalance", 16397, 3, 23, 4, -1, 0),)),
     DataRow((b"-2417",)),
     CommandComplete("SELECT 1"),
     ReadyForQuery("I"),
 ]
+
+
+def raises(message: str) -> pytest.RaisesExc[ProtocolError]:
+    """Expect a ProtocolError with exactly this text."""
+    return pytest.raises(ProtocolError, match=f"^{re.escape(message)}$")
 
 
 def msg(tag: bytes, body: bytes) -> bytes:
@@ -236,7 +242,7 @@ def test_repeated_encryption_requests_are_refused(first: bytes, second: bytes, e
     reader.receive_data(first)
     assert reader.next_frame() is not None
     reader.receive_data(second)
-    with pytest.raises(ProtocolError, match=f"^{error}$"):
+    with raises(error):
         reader.next_frame()
 
 
@@ -249,7 +255,7 @@ def test_plaintext_pipelined_after_encryption_request_is_refused(
     # CVE-2021-23214: bytes sent before the TLS handshake must not be read as if encrypted.
     reader = FrameReader(startup=True)
     reader.receive_data(request_bytes + STARTUP_ALICE)
-    with pytest.raises(ProtocolError, match=f"^received unencrypted data after {name}$"):
+    with raises(f"received unencrypted data after {name}"):
         reader.next_frame()
 
 
@@ -263,7 +269,7 @@ def test_cancel_request() -> None:
     assert reader.next_frame() is None
     # Nothing may follow a CancelRequest.
     reader.receive_data(b"X")
-    with pytest.raises(ProtocolError, match="^data received after CancelRequest$"):
+    with raises("data received after CancelRequest"):
         reader.next_frame()
 
 
@@ -277,16 +283,16 @@ def test_cancel_request_with_a_protocol_3_2_long_key() -> None:
 @pytest.mark.parametrize("key_size", [3, 257])
 def test_cancel_key_size_is_bounded(key_size: int) -> None:
     raw = be32(12 + key_size) + be32(80877102) + be32(7) + b"k" * key_size
-    with pytest.raises(ProtocolError, match=f"^cancel key of {key_size} bytes in CancelRequest"):
+    with raises(f"cancel key of {key_size} bytes in CancelRequest message"):
         decode_frontend(frame_of(raw))
-    with pytest.raises(ProtocolError, match="^cannot encode CancelRequest: cancel key of"):
+    with raises(f"cannot encode CancelRequest: cancel key of {key_size} bytes"):
         encode(CancelRequest(7, b"k" * key_size))
 
 
 def test_unsupported_protocol_version_is_refused_by_the_reader() -> None:
     reader = FrameReader(startup=True)
     reader.receive_data(be32(9) + be32(2 << 16) + b"\x00")
-    with pytest.raises(ProtocolError, match=r"^unsupported frontend protocol 2\.0$"):
+    with raises("unsupported frontend protocol 2.0"):
         reader.next_frame()
 
 
@@ -294,13 +300,11 @@ def test_startup_packet_size_limits() -> None:
     reader = FrameReader(startup=True)
     # Refused on the length field alone: an anonymous client cannot make us buffer the body.
     reader.receive_data(be32(MAX_STARTUP_SIZE + 1))
-    with pytest.raises(
-        ProtocolError, match="^startup packet of 10001 bytes exceeds the 10000-byte limit$"
-    ):
+    with raises("startup packet of 10001 bytes exceeds the 10000-byte limit"):
         reader.next_frame()
     reader = FrameReader(startup=True)
     reader.receive_data(be32(7) + b"\x00\x03\x00")
-    with pytest.raises(ProtocolError, match="^startup packet length 7 is below the minimum 8$"):
+    with raises("startup packet length 7 is below the minimum 8"):
         reader.next_frame()
 
 
@@ -336,14 +340,14 @@ def packet(body: bytes) -> bytes:
         ),
         (packet(be32(80877103) + b"\x00" * 4), "length is not 8 in SSLRequest message"),
         (packet(be32(80877102)), "truncated CancelRequest message"),
-        (packet(be32(2 << 16) + b"\x00"), r"unsupported protocol 2\.0 in StartupMessage message"),
+        (packet(be32(2 << 16) + b"\x00"), "unsupported protocol 2.0 in StartupMessage message"),
     ],
 )
 def test_malformed_startup_packets(raw: bytes, error: str | None) -> None:
     if error is None:
         assert decode_frontend(Frame(0, raw)) == StartupMessage(PROTOCOL_3_0, {})
         return
-    with pytest.raises(ProtocolError, match=f"^{error}$"):
+    with raises(error):
         decode_frontend(Frame(0, raw))
 
 
@@ -355,7 +359,7 @@ def test_pipelined_extended_batch_split_at_every_byte_boundary() -> None:
     expected = [Frame(raw[0], raw) for raw in EXTENDED_BATCH]
     for cut in range(len(stream) + 1):
         reader = FrameReader()
-        frames = []
+        frames: list[Frame] = []
         for part in (stream[:cut], stream[cut:]):
             if part:  # b"" would mean end of stream
                 reader.receive_data(part)
@@ -372,7 +376,7 @@ def test_every_two_way_split_of_a_startup_and_query_stream() -> None:
     stream = STARTUP_ALICE + query
     for cut in range(len(stream) + 1):
         reader = FrameReader(startup=True)
-        frames = []
+        frames: list[Frame] = []
         for part in (stream[:cut], stream[cut:]):
             if part:
                 reader.receive_data(part)
@@ -383,7 +387,7 @@ def test_every_two_way_split_of_a_startup_and_query_stream() -> None:
 def test_byte_at_a_time() -> None:
     stream = b"".join(SELECT_RESPONSE)
     reader = FrameReader()
-    frames = []
+    frames: list[Frame] = []
     for i in range(len(stream)):
         reader.receive_data(stream[i : i + 1])
         frames.extend(reader.frames())
@@ -424,7 +428,7 @@ def test_eof_between_frames_is_clean() -> None:
     assert reader.next_frame() is None
     assert reader.at_eof
     reader.receive_data(b"")  # repeated EOF is harmless
-    with pytest.raises(ProtocolError, match="^data received after end of stream$"):
+    with raises("data received after end of stream"):
         reader.receive_data(b"Z")
 
 
@@ -435,24 +439,20 @@ def test_eof_inside_a_frame_raises(cut: int) -> None:
     assert reader.next_frame() is None
     assert not reader.at_eof
     reader.receive_data(b"")
-    with pytest.raises(
-        ProtocolError, match=rf"^stream ended inside a message \({cut} bytes left unread\)$"
-    ):
+    with raises(f"stream ended inside a message ({cut} bytes left unread)"):
         reader.next_frame()
 
 
 def test_oversize_message_is_refused_before_its_body_arrives() -> None:
     reader = FrameReader()
     reader.receive_data(b"d" + be32(70_000_000))
-    with pytest.raises(
-        ProtocolError, match="^message of 70000000 bytes exceeds the 67108864-byte limit$"
-    ):
+    with raises("message of 70000000 bytes exceeds the 67108864-byte limit"):
         reader.next_frame()
     small = FrameReader(max_size=100)
     small.receive_data(b"d" + be32(100) + b"x" * 96 + b"d" + be32(101))
     frame = small.next_frame()
     assert frame is not None and len(frame.raw) == 101
-    with pytest.raises(ProtocolError, match="^message of 101 bytes exceeds the 100-byte limit$"):
+    with raises("message of 101 bytes exceeds the 100-byte limit"):
         small.next_frame()
 
 
@@ -473,7 +473,7 @@ def test_large_message_in_many_pieces() -> None:
 def test_length_below_four_is_refused(length: int) -> None:
     reader = FrameReader()
     reader.receive_data(b"S" + be32(length))
-    with pytest.raises(ProtocolError, match=f"^message length {length} is below the minimum 4$"):
+    with raises(f"message length {length} is below the minimum 4"):
         reader.next_frame()
 
 
@@ -481,7 +481,7 @@ def test_type_byte_zero_is_refused_mid_session() -> None:
     # Frame.type 0 means "untyped startup frame": a typed stream must never produce one.
     reader = FrameReader()
     reader.receive_data(STARTUP_ALICE)
-    with pytest.raises(ProtocolError, match="^message type 0x00 is not valid$"):
+    with raises("message type 0x00 is not valid"):
         reader.next_frame()
 
 
@@ -574,13 +574,13 @@ def test_password_message_helpers() -> None:
     ],
 )
 def test_malformed_sasl_initial_response(data: bytes, error: str) -> None:
-    with pytest.raises(ProtocolError, match=f"^{error}$"):
+    with raises(error):
         parse_sasl_initial_response(PasswordMessage(data))
 
 
 @pytest.mark.parametrize("data", [b"", b"abc", b"a\x00b\x00"])
 def test_malformed_password(data: bytes) -> None:
-    with pytest.raises(ProtocolError, match="PasswordMessage"):
+    with raises("missing or misplaced NUL terminator in PasswordMessage"):
         parse_password(PasswordMessage(data))
 
 
@@ -614,24 +614,24 @@ def test_malformed_password(data: bytes) -> None:
             msg(b"B", b"\x00\x00" + be16(0) + be16(0) + be16(0) + b"!"),
             "trailing bytes in Bind message",
         ),
-        (msg(b"D", b"X\x00"), r"kind 88 \(expected 'S' or 'P'\) in Describe message"),
+        (msg(b"D", b"X\x00"), "kind 'X' (expected 'S' or 'P') in Describe message"),
         (msg(b"C", b"S"), "missing NUL terminator in Close message"),
         (msg(b"E", b"\x00\x00\x00"), "truncated Execute message"),
     ],
 )
 def test_malformed_frontend_messages(raw: bytes, error: str) -> None:
-    with pytest.raises(ProtocolError, match=f"^{error}$"):
+    with raises(error):
         decode_frontend(frame_of(raw))
 
 
 def test_inconsistent_hand_built_frames_are_refused() -> None:
-    with pytest.raises(ProtocolError, match="^Sync frame does not match"):
+    with raises("Sync frame does not match its type byte and length field"):
         decode_frontend(Frame(ord("S"), b"S" + be32(5)))  # says 5, is 4
-    with pytest.raises(ProtocolError, match="^Query frame does not match"):
+    with raises("Query frame does not match its type byte and length field"):
         decode_frontend(Frame(ord("Q"), b"X" + be32(4)))  # says Query, is Terminate
-    with pytest.raises(ProtocolError, match="^startup packet frame does not match"):
+    with raises("startup packet frame does not match its length field"):
         decode_frontend(Frame(0, STARTUP_ALICE + b"\x00"))
-    with pytest.raises(ProtocolError, match="^server sent an untyped startup-phase frame$"):
+    with raises("server sent an untyped startup-phase frame"):
         decode_backend(Frame(0, STARTUP_ALICE))
 
 
@@ -747,9 +747,9 @@ def test_error_response_fields() -> None:
 def test_sasl_mechanisms() -> None:
     request = authentication_sasl(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
     assert sasl_mechanisms(request) == ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
-    with pytest.raises(ProtocolError, match="^authentication request 0 is not SASL$"):
+    with raises("authentication request 0 is not SASL"):
         sasl_mechanisms(Authentication(Authentication.OK))
-    with pytest.raises(ProtocolError, match="^missing terminator after the mechanism list"):
+    with raises("missing terminator after the mechanism list in AuthenticationSASL"):
         sasl_mechanisms(Authentication(Authentication.SASL, b"SCRAM-SHA-256\x00"))
 
 
@@ -804,7 +804,7 @@ def test_sasl_mechanisms() -> None:
     ],
 )
 def test_malformed_backend_messages(raw: bytes, error: str) -> None:
-    with pytest.raises(ProtocolError, match=f"^{error}$"):
+    with raises(error):
         decode_backend(frame_of(raw))
 
 
@@ -819,9 +819,9 @@ def test_malformed_backend_messages(raw: bytes, error: str) -> None:
             StartupMessage(PROTOCOL_3_0, {"": "x"}),
             "cannot encode StartupMessage: empty parameter name",
         ),
-        (StartupMessage(2 << 16, {}), r"cannot encode StartupMessage: unsupported protocol 2\.0"),
-        (Describe("X", "s"), r"cannot encode Describe: kind 'X' \(expected 'S' or 'P'\)"),
-        (Close("", "s"), r"cannot encode Close: kind '' \(expected 'S' or 'P'\)"),
+        (StartupMessage(2 << 16, {}), "cannot encode StartupMessage: unsupported protocol 2.0"),
+        (Describe("X", "s"), "cannot encode Describe: kind 'X' (expected 'S' or 'P')"),
+        (Close("", "s"), "cannot encode Close: kind '' (expected 'S' or 'P')"),
         (
             Bind("", "", (0, 0), (b"1",), ()),
             "cannot encode Bind: 2 parameter formats for 1 parameters",
@@ -844,7 +844,7 @@ def test_malformed_backend_messages(raw: bytes, error: str) -> None:
     ],
 )
 def test_encode_refuses_what_cannot_go_on_the_wire(message: Message, error: str) -> None:
-    with pytest.raises(ProtocolError, match=f"^{error}$"):
+    with raises(error):
         encode(message)
 
 

@@ -1,0 +1,67 @@
+"""FrameReader.scan: the relay's bulk path must agree with frame-by-frame reading."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from central.protocols.postgres.codec import FrameReader, ProtocolError, encode
+from central.protocols.postgres.messages import (
+    CommandComplete,
+    DataRow,
+    ErrorResponse,
+    ReadyForQuery,
+)
+
+TRACKED = frozenset(ord(c) for c in "CEZ")
+D = ord("D")
+
+messages = st.lists(
+    st.one_of(
+        st.builds(DataRow, st.tuples(st.binary(max_size=20), st.none() | st.binary(max_size=5))),
+        st.builds(CommandComplete, st.sampled_from(["SELECT 1", "INSERT 0 2", "BEGIN"])),
+        st.just(ReadyForQuery("I")),
+        st.just(ErrorResponse({"S": "ERROR", "C": "42P01", "M": "nope"})),
+    ),
+    max_size=40,
+)
+
+
+@given(messages, st.lists(st.integers(min_value=1, max_value=64), max_size=30))
+def test_scan_forwards_every_byte_and_reports_tracked_frames_in_order(
+    msgs: list[object], cuts: list[int]
+) -> None:
+    stream = b"".join(encode(m) for m in msgs)  # type: ignore[arg-type]
+    reader = FrameReader()
+    out = b""
+    tracked: list[tuple[int, bytes]] = []
+    rows = 0
+    pos = 0
+    for size in [*cuts, len(stream)]:
+        piece, pos = stream[pos : pos + size], pos + size
+        if not piece:
+            continue
+        reader.receive_data(piece)
+        chunk, events, tail = reader.scan(TRACKED, D)
+        for end, before, frame in events:
+            rows += before
+            assert chunk[end - len(frame.raw) : end] == frame.raw
+            tracked.append((frame.type, frame.raw))
+        rows += tail
+        out += chunk
+    assert out == stream
+    assert tracked == [(encode(m)[0], encode(m)) for m in msgs if not isinstance(m, DataRow)]  # type: ignore[arg-type]
+    assert rows == sum(isinstance(m, DataRow) for m in msgs)
+
+
+def test_scan_rejects_a_bad_length() -> None:
+    reader = FrameReader()
+    reader.receive_data(encode(ReadyForQuery("I")) + b"D\x00\x00\x00\x02")
+    with pytest.raises(ProtocolError, match="below the minimum"):
+        reader.scan(TRACKED, D)
+
+
+def test_scan_is_for_typed_frames() -> None:
+    with pytest.raises(ProtocolError):
+        FrameReader(startup=True).scan(TRACKED, D)

@@ -71,10 +71,12 @@ async def run_connect(
         bound = await listener.start(0)
     if not port:
         save_port(resource_name, bound)
+    # Handle SIGTERM/SIGINT before announcing the port: whoever reads the lines may stop us
+    # at once, and that must still be a clean stop (exit 0), not death by the default action.
+    stop = stop or _stop_on_signals()
     out(f"listening on 127.0.0.1:{bound}")
     out(connection_string(resource.kind, me.user, secret, bound, resource.database))
     sys.stdout.flush()
-    stop = stop or _stop_on_signals()
     extender = asyncio.ensure_future(_extend_live_sessions(central, listener, token))
     try:
         await stop.wait()

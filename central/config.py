@@ -12,6 +12,7 @@ import fnmatch
 import ipaddress
 import os
 import re
+import ssl
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,12 @@ class ServerConfig(_Section):
     # The URL clients use to reach the API (and the built-in issuer); derived from api_listen
     # when not given. Set it when central sits behind a reverse proxy.
     public_url: str | None = None
+    # Where new access requests, held commands and decisions are POSTed (JSON with a
+    # Slack-compatible `text`). The URL often carries a secret (Slack's do): it is never logged.
+    webhook_url: str | None = None
+    webhook_timeout: float = Field(default=5.0, gt=0, le=60)  # seconds per attempt
+    # How long a statement held for review waits for a decision before it fails.
+    review_timeout: int = Field(default=900, ge=1, le=86400)
 
     _addr = field_validator("api_listen", "tunnel_listen", mode="before")(_address)
 
@@ -100,6 +107,14 @@ class ServerConfig(_Section):
         if value is not None and not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/") if value else value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s?#]+([/?][^\s]*)?$", value):
+            # Not echoed: a webhook URL usually embeds its secret.
+            raise ValueError("webhook_url is not an http(s) URL")
+        return value
 
 
 class UserConfig(_Section):
@@ -169,6 +184,9 @@ class ResourceConfig(_Section):
     private_key_env: str | None = None
     host_key: str | None = None
     tls: Literal["disable", "require", "verify-full"] = "disable"
+    # The CA that signs the target's certificate, for tls = "verify-full" against a private CA
+    # (relative to the config file, like password_file); without it the system store is used.
+    tls_ca_file: Path | None = None
     environment: str = ""
     description: str = ""
 
@@ -185,6 +203,9 @@ class ResourceConfig(_Section):
             raise ValueError("an ssh resource needs host_key (the target's pinned host key)")
         if self.kind != "ssh" and any(k.startswith("private_key") for k in given):
             raise ValueError(f"private keys are for ssh resources, not {self.kind}")
+        if self.tls_ca_file is not None and self.tls != "verify-full":
+            # With "require" nothing is checked: a CA there would only look like protection.
+            raise ValueError('tls_ca_file is only used with tls = "verify-full"')
         return self
 
 
@@ -293,6 +314,27 @@ class _KeyProblem(Exception):
         super().__init__(f"{key}: {problem}")
 
 
+def _resolve_ca_files(cfg: Config) -> list[ResourceConfig]:
+    """Resources with `tls_ca_file` made absolute (relative to the config file) and checked:
+    the file must exist and hold at least one CA certificate."""
+    resources = []
+    for i, res in enumerate(cfg.resources):
+        if res.tls_ca_file is not None:
+            path = res.tls_ca_file
+            full = (path if path.is_absolute() else cfg.path.parent / path).resolve()
+            key = f"resources[{i}].tls_ca_file"
+            if not full.is_file():
+                raise _KeyProblem(key, f"{full} does not exist or is not a file")
+            try:
+                ssl.create_default_context(cafile=str(full))
+            except (OSError, ssl.SSLError) as e:
+                why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                raise _KeyProblem(key, f"cannot load CA certificates from {full}: {why}") from None
+            res = res.model_copy(update={"tls_ca_file": full})
+        resources.append(res)
+    return resources
+
+
 def _resolve_secrets(cfg: Config) -> dict[str, SecretStr]:
     secrets: dict[str, SecretStr] = {}
     for i, res in enumerate(cfg.resources):
@@ -345,7 +387,9 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
                 raise _KeyProblem(own, "unknown key")
         cfg = Config.model_validate({**data, "path": path.resolve()})
         _cross_check(cfg)
-        return cfg.model_copy(update={"secrets": _resolve_secrets(cfg)})
+        return cfg.model_copy(
+            update={"secrets": _resolve_secrets(cfg), "resources": _resolve_ca_files(cfg)}
+        )
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"{path}: {_loc(err['loc'])}: {_problem(err)}") from None

@@ -68,9 +68,20 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def record(self, action: str, **fields: Any) -> None:
         await asyncio.to_thread(self.record_sync, action, **fields)
+
+    def note(self, action: str, **fields: Any) -> None:
+        """Record without waiting, from code that must not await (the data path). The task is
+        kept until written; `drain()` waits for every one of them."""
+        task = asyncio.ensure_future(self.record(action, **fields))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self) -> None:
+        await asyncio.gather(*self._pending, return_exceptions=True)
 
     def record_sync(self, action: str, **fields: Any) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,21 +6,25 @@ I/O on import, so tests can build a Central around any config.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
 from central.api.events import EventBus
-from central.config import Config
+from central.approvals import Approvals, Webhook
+from central.config import Config, ConfigError, load_config
 from central.identity.tokens import RemoteJwks, StaticKeys, TokenValidator
 from central.idp.issuer import BuiltinIssuer
 from central.idp.keys import SigningKeys
 from central.idp.users import UserDirectory
-from central.logs import AuditLog
+from central.logs import AuditLog, get_logger
+from central.policy.rules import SqlPolicy
 from central.recording import Recorder
 from central.sessions import SessionRegistry
 from central.store import Store
 from central.tls import TunnelTLS
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -35,6 +39,9 @@ class Central:
     tls: TunnelTLS
     recorder: Recorder
     sessions: SessionRegistry
+    # Built in start() around this Central, so that it always reads the config in force.
+    approvals: Approvals = field(init=False)
+    policy: SqlPolicy = field(init=False)
 
     @classmethod
     async def start(cls, config: Config) -> Central:
@@ -60,7 +67,7 @@ class Central:
         tls = TunnelTLS.load_or_create(config.data_dir, config.server.tunnel_listen.host)
         recorder = Recorder(store)
         recorder.start()
-        return cls(
+        central = cls(
             config,
             store,
             validator,
@@ -72,8 +79,44 @@ class Central:
             recorder,
             SessionRegistry(),
         )
+        server = config.server
+        webhook = None
+        if server.webhook_url is not None:
+            webhook = Webhook(server.webhook_url, timeout=server.webhook_timeout)
+        central.approvals = Approvals(
+            lambda: central.config, store, central.events, audit, webhook=webhook
+        )
+        central.approvals.start()
+        central.policy = SqlPolicy(config)
+        return central
+
+    def reload(self) -> bool:
+        """Re-read the config file (SIGHUP): roles, rules and resources apply to the next
+        decision, live sessions included. An invalid file changes nothing; it is logged."""
+        try:
+            config = load_config(self.config.path)
+        except ConfigError as e:
+            log.error("reload refused, the policy in force stays: %s", e)
+            return False
+        unchanged = ("server", "identity")
+        changed = [k for k in unchanged if getattr(config, k) != getattr(self.config, k)]
+        if changed:
+            log.warning("reload: changes to [%s] take effect at restart", ", ".join(changed))
+            config = config.model_copy(update={k: getattr(self.config, k) for k in changed})
+        self.policy = SqlPolicy(config)
+        self.config = config
+        log.info(
+            "reloaded %s: %d resources, %d roles, %d rules",
+            config.path,
+            len(config.resources),
+            len(config.roles),
+            len(config.rules),
+        )
+        return True
 
     async def close(self) -> None:
+        await self.approvals.close()
+        await self.audit.drain()
         await self.recorder.close()
         await self.http.aclose()
         await self.store.close()

@@ -20,6 +20,7 @@ from central.config import ResourceConfig
 from central.identity.tokens import Identity, IssuerUnavailable, TokenRejected
 from central.logs import get_logger
 from central.policy.access import Entitlement, entitlement
+from central.policy.enforce import SessionGate
 from central.protocols.postgres.session import PostgresSession
 from central.protocols.postgres.target import (
     TargetError,
@@ -88,6 +89,11 @@ class TunnelServer:
             await self._serve(hello, reader, writer, clog)
         except (ConnectionError, OSError) as e:
             clog.info("tunnel connection lost: %s", e)
+        except asyncio.CancelledError:
+            # close() cancels the handlers when central stops. The task must not end
+            # cancelled: Python 3.11's start_server calls task.exception() on it, which
+            # raises and logs a traceback at ERROR for every connection still open.
+            clog.info("tunnel connection closed: central is stopping")
         finally:
             self._handlers.discard(task)
             writer.close()
@@ -154,6 +160,7 @@ class TunnelServer:
         reason = "ended"
         try:
             session = PostgresSession(
+                gate=SessionGate(central, identity, res.name, live.id),
                 live=live,
                 recording=recording,
                 client=(reader, writer),
@@ -161,6 +168,9 @@ class TunnelServer:
                 log=log.child(session=live.id[:8], user=identity.user, resource=res.name),
             )
             reason = await session.run()
+        except asyncio.CancelledError:
+            reason = "central stopped"
+            raise
         finally:
             central.sessions.remove(live)
             recording.close(reason)
@@ -241,7 +251,7 @@ def target_spec(
         user=res.username or "",
         password=secret.get_secret_value() if secret is not None else None,
         tls=res.tls,
-        ca_file=None,
+        ca_file=str(res.tls_ca_file) if res.tls_ca_file is not None else None,
         params=filter_startup_params(client_params),
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -10,6 +12,10 @@ from pydantic import TypeAdapter
 
 from localproxy.contract import (
     API_PREFIX,
+    AccessRequestView,
+    ApprovalItem,
+    CommandReviewView,
+    Event,
     LoginInfo,
     Me,
     ResourceView,
@@ -20,6 +26,8 @@ from localproxy.contract import (
 
 _RESOURCES = TypeAdapter(list[ResourceView])
 _SESSIONS = TypeAdapter(list[SessionSummary])
+_ITEM: TypeAdapter[AccessRequestView | CommandReviewView] = TypeAdapter(ApprovalItem)
+_ITEMS: TypeAdapter[list[AccessRequestView | CommandReviewView]] = TypeAdapter(list[ApprovalItem])
 
 
 class CentralError(Exception):
@@ -49,15 +57,16 @@ class CentralClient:
     async def _get(self, path: str) -> Any:
         return await self._call("GET", path)
 
-    async def _call(self, method: str, path: str) -> Any:
+    async def _call(self, method: str, path: str, json: Any = None) -> Any:
         try:
-            resp = await self._http.request(method, f"{API_PREFIX}{path}")
+            resp = await self._http.request(method, f"{API_PREFIX}{path}", json=json)
         except httpx.HTTPError as e:
             raise CentralError(f"cannot reach central at {self.base_url}: {e}") from e
         if resp.status_code >= 400:
             try:
                 body = resp.json()
-                reason, code = body.get("reason") or body.get("detail"), body.get("code")
+                reason = body.get("reason") or body.get("detail")
+                code = body.get("code") or body.get("error")
             except ValueError:
                 reason, code = resp.text[:200], None
             status = resp.status_code
@@ -85,3 +94,67 @@ class CentralClient:
 
     async def session(self, session_id: str) -> SessionDetail:
         return SessionDetail.model_validate(await self._get(f"/sessions/{quote(session_id)}"))
+
+    # -- access requests and approvals --------------------------------------------------------
+
+    async def request_access(
+        self, resource: str, reason: str, duration: int | str | None = None
+    ) -> AccessRequestView:
+        """Ask for time-boxed access (`duration`: seconds or "30m"); the pending request."""
+        body = {"resource": resource, "reason": reason, "duration": duration}
+        return AccessRequestView.model_validate(await self._call("POST", "/requests", body))
+
+    async def my_requests(self) -> list[AccessRequestView | CommandReviewView]:
+        """Your own access requests and held statements, newest first."""
+        return _ITEMS.validate_python(await self._get("/requests"))
+
+    async def approvals(self) -> list[AccessRequestView | CommandReviewView]:
+        """The reviewer's inbox: pending items you may decide, newest first."""
+        return _ITEMS.validate_python(await self._get("/approvals"))
+
+    async def approval(self, item_id: str) -> AccessRequestView | CommandReviewView:
+        return _ITEM.validate_python(await self._get(f"/approvals/{quote(item_id, safe='')}"))
+
+    async def approve(
+        self, item_id: str, comment: str | None = None
+    ) -> AccessRequestView | CommandReviewView:
+        path = f"/approvals/{quote(item_id, safe='')}/approve"
+        return _ITEM.validate_python(await self._call("POST", path, {"comment": comment}))
+
+    async def deny(self, item_id: str, reason: str) -> AccessRequestView | CommandReviewView:
+        path = f"/approvals/{quote(item_id, safe='')}/deny"
+        return _ITEM.validate_python(await self._call("POST", path, {"reason": reason}))
+
+    @contextlib.asynccontextmanager
+    async def events(self) -> AsyncIterator[AsyncIterator[Event]]:
+        """The live event stream (server-sent events), open for the duration of the block."""
+        try:
+            async with self._http.stream(
+                "GET", f"{API_PREFIX}/events", timeout=httpx.Timeout(15.0, read=None)
+            ) as resp:
+                if resp.status_code != 200:
+                    await resp.aread()
+                    raise CentralError(
+                        f"central refused the event stream ({resp.status_code})", resp.status_code
+                    )
+                lines = resp.aiter_lines()
+                # The first event says the subscription is in place.
+                async for line in lines:
+                    if line == "":
+                        break
+                yield _parse_events(lines)
+        except httpx.HTTPError as e:
+            raise CentralError(f"the event stream from {self.base_url} broke: {e}") from e
+
+
+async def _parse_events(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
+    data = ""
+    async for line in lines:
+        if line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and data:
+            try:
+                yield Event.model_validate_json(data)
+            except ValueError:
+                pass  # hello, keep-alive, token-expired: not events of ours
+            data = ""

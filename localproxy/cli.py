@@ -16,6 +16,7 @@ from typing import Any
 
 from localproxy.api import CentralClient, CentralError
 from localproxy.connect import ConnectError, run_connect
+from localproxy.contract import AccessRequestView, CommandReviewView
 from localproxy.login import LoginError, refresh, sign_in
 from localproxy.profile import resolve_central, save_central
 from localproxy.replay import render_session
@@ -155,6 +156,76 @@ async def _replay(args: argparse.Namespace, store: TokenStore) -> int:
     return 0
 
 
+def _item_line(item: AccessRequestView | CommandReviewView) -> str:
+    if isinstance(item, AccessRequestView):
+        what = f"access to {item.resource} for {_minutes(item.duration)}: {item.reason}"
+    else:
+        what = f"statement on {item.resource} (rule {item.rule}): {item.statement}"
+    votes = f" {item.approvals}/{item.required_approvals}" if item.required_approvals > 1 else ""
+    return f"{item.id}  {item.status}{votes}  {item.requester}  {what}"
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds // 60}m" if seconds % 3600 else f"{seconds // 3600}h"
+
+
+async def _request(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    token = await current_token(central, store)
+    async with CentralClient(central, token) as api:
+        if not args.wait:
+            view = await api.request_access(args.resource, args.reason, args.duration)
+            print(_item_line(view))
+            return 0
+        # Subscribe before asking, so the decision cannot slip past between the two.
+        async with api.events() as events:
+            view = await api.request_access(args.resource, args.reason, args.duration)
+            print(_item_line(view), flush=True)
+            if view.status == "pending":
+                async for event in events:
+                    if event.data.get("id") == view.id and event.type in _FINAL_EVENTS:
+                        view = await api.approval(view.id)  # type: ignore[assignment]
+                        break
+    print(
+        f"{view.id}: {view.status}"
+        + (f" by {view.decided_by}" if view.decided_by else "")
+        + (f": {view.comment}" if view.comment else "")
+    )
+    return 0 if view.status == "approved" else 3
+
+
+_FINAL_EVENTS = frozenset({"request.approved", "request.denied", "request.expired"})
+
+
+async def _approvals(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    async with CentralClient(central, await current_token(central, store)) as api:
+        items = await api.approvals()
+    if args.json:
+        print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
+    elif not items:
+        print("nothing waits for your decision")
+    for item in [] if args.json else items:
+        print(_item_line(item))
+    return 0
+
+
+async def _approve(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    async with CentralClient(central, await current_token(central, store)) as api:
+        item = await api.approve(args.id, args.comment)
+    print(_item_line(item))
+    return 0
+
+
+async def _deny(args: argparse.Namespace, store: TokenStore) -> int:
+    central = resolve_central(args.central)
+    async with CentralClient(central, await current_token(central, store)) as api:
+        item = await api.deny(args.id, args.reason)
+    print(_item_line(item))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="watchgate", description="Watchgate client")
     p.add_argument("--central", help="central URL (default: $WATCHGATE_CENTRAL or the profile)")
@@ -181,7 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("session_id")
     rep.add_argument("--format", choices=["text", "json"], default="text")
     rep.set_defaults(func=_replay)
-    for sp in (login, logout, res, who, con, ses, rep):
+    req = sub.add_parser("request", help="ask for time-boxed access to a resource")
+    req.add_argument("resource")
+    req.add_argument("--reason", required=True)
+    req.add_argument("--duration", default="30m", help="e.g. 30m, 2h (capped by your role)")
+    req.add_argument("--wait", action="store_true", help="wait for the decision (exit 0 / 3)")
+    req.set_defaults(func=_request)
+    inbox = sub.add_parser("approvals", help="requests and held statements you may decide")
+    inbox.add_argument("--json", action="store_true")
+    inbox.set_defaults(func=_approvals)
+    ok = sub.add_parser("approve", help="approve a request or a held statement")
+    ok.add_argument("id")
+    ok.add_argument("--comment")
+    ok.set_defaults(func=_approve)
+    no = sub.add_parser("deny", help="deny a request or a held statement")
+    no.add_argument("id")
+    no.add_argument("--reason", required=True)
+    no.set_defaults(func=_deny)
+    for sp in (login, logout, res, who, con, ses, rep, req, inbox, ok, no):
         sp.add_argument("--central", help=argparse.SUPPRESS, default=argparse.SUPPRESS)
     return p
 

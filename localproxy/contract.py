@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 API_PREFIX = "/api"
 
@@ -94,6 +95,94 @@ class SessionDetail(SessionSummary):
 
 class ApiError(_Model):
     error: str
+    reason: str
+
+
+# -- approvals ---------------------------------------------------------------------------------
+#
+# Two kinds of item wait for reviewers: an access request (a time-boxed grant to a resource) and
+# a command review (one held statement or command, run once when approved). Both are decided
+# through the same routes (/api/approvals/{id}/approve|deny) and carry `kind` to tell them apart.
+
+
+class ReviewerDecision(_Model):
+    """One reviewer's decision on an item: who, approve or deny, why, when."""
+
+    reviewer: str
+    decision: Literal["approve", "deny"]
+    comment: str | None
+    at: datetime
+
+
+class AccessRequestView(_Model):
+    """An access request as its requester and its reviewers see it.
+
+    `requested_duration` is what was asked for and `duration` what an approval grants (capped
+    by the role's `max_duration`; `capped` says so). Once approved, `expires_at` is the end of
+    the grant. `approvals` counts distinct approving reviewers; `required_approvals` are needed.
+    """
+
+    kind: Literal["access"] = "access"
+    id: str
+    requester: str
+    resource: str
+    reason: str
+    status: str  # pending | approved | denied | expired | cancelled
+    requested_duration: int  # seconds
+    duration: int  # seconds
+    capped: bool
+    required_approvals: int
+    approvals: int
+    decisions: list[ReviewerDecision]
+    created_at: datetime
+    decided_at: datetime | None
+    expires_at: datetime | None
+    decided_by: str | None
+    comment: str | None
+
+
+class CommandReviewView(_Model):
+    """A held statement or command: reviewers see the exact text, the rule and why it was held.
+
+    `expires_at` is the decision deadline; an approval lets the statement run once (status
+    then moves from approved to consumed).
+    """
+
+    kind: Literal["command"] = "command"
+    id: str
+    requester: str
+    resource: str
+    session_id: str
+    statement: str
+    rule: str
+    reason: str
+    status: str  # pending | approved | denied | expired | consumed
+    required_approvals: int
+    approvals: int
+    decisions: list[ReviewerDecision]
+    created_at: datetime
+    decided_at: datetime | None
+    expires_at: datetime
+    decided_by: str | None
+    comment: str | None
+
+
+ApprovalItem = Annotated[AccessRequestView | CommandReviewView, Field(discriminator="kind")]
+
+
+class AccessRequestCreate(_Model):
+    """Body of POST /api/requests; `duration` is seconds or a text like "30m" / "1h30m"."""
+
+    resource: str
+    reason: str
+    duration: int | str | None = None
+
+
+class ApproveBody(_Model):
+    comment: str | None = None
+
+
+class DenyBody(_Model):
     reason: str
 
 

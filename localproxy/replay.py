@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 
 from localproxy.contract import SessionDetail
+
+# Control characters (but tab and newline), and the bidi overrides that reorder what is shown:
+# recorded text comes from users and targets, and must not drive the auditor's terminal.
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _shown(text: str) -> str:
+    """`text` with terminal control characters written as visible escapes (ESC as \\x1b)."""
+    return _UNSAFE.sub(lambda m: repr(m[0])[1:-1], text)
 
 
 def render_session(detail: SessionDetail, fmt: str) -> str:
@@ -12,10 +22,10 @@ def render_session(detail: SessionDetail, fmt: str) -> str:
         return detail.model_dump_json(indent=2)
     end = f"{detail.ended_at:%Y-%m-%d %H:%M:%S}" if detail.ended_at else "still live"
     lines = [
-        f"session {detail.id}: {detail.user} on {detail.resource} ({detail.kind}) "
-        f"from {detail.client}",
+        f"session {detail.id}: {_shown(detail.user)} on {detail.resource} ({detail.kind}) "
+        f"from {_shown(detail.client)}",
         f"  {detail.started_at:%Y-%m-%d %H:%M:%S} to {end}"
-        + (f"  ({detail.end_reason})" if detail.end_reason else ""),
+        + (f"  ({_shown(detail.end_reason)})" if detail.end_reason else ""),
     ]
     for st in detail.statements:
         rows = "" if st.rows is None else f" {st.rows} rows"
@@ -23,9 +33,10 @@ def render_session(detail: SessionDetail, fmt: str) -> str:
             f"[{st.seq:>4}] {st.started_at:%H:%M:%S.%f}"[:-3]
             + f"  {st.outcome}{rows}  {st.duration_us / 1000:.1f} ms  ({st.protocol})"
         )
-        lines.append(f"       {st.sql}")
+        lines.append(f"       {_shown(st.sql)}")
         if st.params:
-            lines.append(f"       params: {', '.join(map(str, json.loads(st.params)))}")
+            params = ", ".join(map(str, json.loads(st.params)))
+            lines.append(f"       params: {_shown(params)}")
         if st.error:
-            lines.append(f"       error: {st.error}")
+            lines.append(f"       error: {_shown(st.error)}")
     return "\n".join(lines)

@@ -1,7 +1,10 @@
-"""Central's HTTP API: identity, the resources a user may use, and the live event stream.
+"""Central's HTTP API: identity, resources, access requests and approvals, live events.
 
 Every route but /api/health and /api/login-info needs a bearer token that the configured
 issuer signed; refusals carry the validator's specific reason (RFC 6750 `error_description`).
+Refused requests and decisions answer JSON `{"error": CODE, "reason": SENTENCE}` with 400
+(malformed or incomplete), 403 (not yours to decide), 404 (unknown) or 409 (no longer
+pending, already approved by you, nobody may review).
 """
 
 # No `from __future__ import annotations` here: FastAPI resolves the dependency annotations of
@@ -13,16 +16,25 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from central import __version__
+from central.approvals import ApprovalError
+from central.durations import parse_duration
 from central.identity.tokens import Identity, IssuerUnavailable, TokenRejected
 from central.policy.access import entitlements, is_auditor, roles_for
 from central.runtime import Central
 from central.store import StoreError
 from localproxy.contract import (
     API_PREFIX,
+    AccessRequestCreate,
+    AccessRequestView,
     AccessState,
+    ApprovalItem,
+    ApproveBody,
+    DenyBody,
     LoginInfo,
     Me,
     ResourceView,
@@ -59,6 +71,16 @@ def create_app(central: Central) -> FastAPI:
     @app.exception_handler(IssuerUnavailable)
     async def _issuer_down(request: Request, exc: IssuerUnavailable) -> JSONResponse:
         return JSONResponse({"error": "issuer_unavailable", "reason": str(exc)}, 503)
+
+    @app.exception_handler(ApprovalError)
+    async def _approval_refused(request: Request, exc: ApprovalError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "reason": exc.reason}, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _malformed(request: Request, exc: RequestValidationError) -> Response:
+        if not request.url.path.startswith(f"{API_PREFIX}/"):
+            return await request_validation_exception_handler(request, exc)
+        return JSONResponse({"error": "invalid", "reason": _validation_reason(exc)}, 400)
 
     @app.exception_handler(StoreError)
     async def _store_down(request: Request, exc: StoreError) -> JSONResponse:
@@ -169,6 +191,50 @@ def create_app(central: Central) -> FastAPI:
             statements=[StatementView.model_validate(s, from_attributes=True) for s in statements],
         )
 
+    @app.post(f"{API_PREFIX}/requests", tags=["approvals"])
+    async def request_access(body: AccessRequestCreate, who: User) -> AccessRequestView:
+        """Ask for time-boxed access to a resource your roles grant on request.
+
+        `duration` is seconds or a text like "30m"; it is capped at the role's maximum (the
+        answer shows requested and granted). While a request for the same resource is
+        pending, that request is the answer.
+        """
+        return await central.approvals.request_access(
+            who, body.resource, body.reason, _duration(body.duration)
+        )
+
+    @app.get(f"{API_PREFIX}/requests", tags=["approvals"], response_model=list[ApprovalItem])
+    async def my_requests(who: User) -> list[ApprovalItem]:
+        """Your own access requests and held statements, newest first."""
+        return list(await central.approvals.mine(who))
+
+    @app.get(f"{API_PREFIX}/approvals", tags=["approvals"], response_model=list[ApprovalItem])
+    async def inbox(who: User) -> list[ApprovalItem]:
+        """Pending access requests and held statements that you may decide, newest first."""
+        return list(await central.approvals.inbox(who))
+
+    @app.get(f"{API_PREFIX}/approvals/{{item_id}}", tags=["approvals"], response_model=ApprovalItem)
+    async def approval(item_id: str, who: User) -> ApprovalItem:
+        """One request or held statement: for its requester, its reviewers and auditors."""
+        return await central.approvals.get(who, item_id)
+
+    @app.post(
+        f"{API_PREFIX}/approvals/{{item_id}}/approve",
+        tags=["approvals"],
+        response_model=ApprovalItem,
+    )
+    async def approve(item_id: str, who: User, body: ApproveBody | None = None) -> ApprovalItem:
+        """Approve; the item is approved once enough distinct reviewers have."""
+        comment = body.comment if body is not None else None
+        return await central.approvals.decide(who, item_id, True, comment)
+
+    @app.post(
+        f"{API_PREFIX}/approvals/{{item_id}}/deny", tags=["approvals"], response_model=ApprovalItem
+    )
+    async def deny(item_id: str, body: DenyBody, who: User) -> ApprovalItem:
+        """Deny, with a reason; one denial decides."""
+        return await central.approvals.decide(who, item_id, False, body.reason)
+
     @app.get(
         f"{API_PREFIX}/events",
         tags=["events"],
@@ -187,7 +253,7 @@ def create_app(central: Central) -> FastAPI:
 
 
 async def _event_stream(central: Central, who: Identity) -> AsyncIterator[str]:
-    with central.events.subscribe(who.user) as sub:
+    with central.events.subscribe(who.user, who.groups) as sub:
         yield "retry: 3000\nevent: hello\ndata: {}\n\n"
         while True:
             left = (who.expires_at - datetime.now(UTC)).total_seconds()
@@ -203,6 +269,27 @@ async def _event_stream(central: Central, who: Identity) -> AsyncIterator[str]:
                 yield 'event: overflow\ndata: {"reason": "too slow; reconnect"}\n\n'
                 return
             yield f"id: {event.id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+
+
+def _duration(value: int | str | None) -> int | None:
+    """Seconds from a request's `duration`: a number of seconds or a text like "1h30m"."""
+    if value is None or isinstance(value, int):
+        return value
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise ApprovalError("invalid", f"duration: {e}", 400) from None
+
+
+def _validation_reason(exc: RequestValidationError) -> str:
+    """The first problem of a malformed request body or parameter, as one sentence."""
+    errors = exc.errors()
+    if not errors:
+        return "malformed request"
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    message = str(first.get("msg", "invalid"))
+    return f"{where}: {message}" if where else message
 
 
 def _header_safe(text: str) -> str:

@@ -8,6 +8,7 @@ which user names exist.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -35,7 +36,7 @@ class UserDirectory:
                 groups=tuple(u.groups),
                 email=u.email,
                 password_hash=u.password_hash
-                or _hasher.hash(u.password.get_secret_value() if u.password else ""),
+                or _hash_plain(u.password.get_secret_value() if u.password else ""),
             )
             for u in users
         }
@@ -51,6 +52,13 @@ class UserDirectory:
         user = self._users.get(name)
         ok = await asyncio.to_thread(_verify, user.password_hash if user else _DUMMY_HASH, password)
         return user if ok and user is not None else None
+
+
+@functools.lru_cache(maxsize=256)
+def _hash_plain(password: str) -> str:
+    # Hashing is deliberately slow (~50 ms); a reload or a second Central in the same process
+    # reuses the hash of an unchanged password instead of paying again.
+    return _hasher.hash(password)
 
 
 def _verify(hashed: str, password: str) -> bool:

@@ -190,6 +190,8 @@ class Recorder:
 
     async def _flush(self) -> None:
         if not self._statements and not self._ends:
+            if not self.healthy:
+                await self._probe()
             return
         rows = list(self._statements)
         ends = list(self._ends)
@@ -213,6 +215,30 @@ class Recorder:
             self._ends.popleft()
         if not self.healthy:
             log.warning("recording recovered: the store accepts writes again")
+        self.healthy, self.problem = True, None
+
+    async def _probe(self) -> None:
+        """Unhealthy with nothing queued (the failure was a refused session's own record):
+        try a session row in a transaction that is rolled back, so that the recorder finds
+        out when the store accepts writes again instead of refusing sessions until restart."""
+        row = {
+            "id": new_id(),
+            "user": "",
+            "resource": "",
+            "kind": "probe",
+            "client": "",
+            "format_version": FORMAT_VERSION,
+            "started_at": datetime.now(UTC),
+        }
+        try:
+            async with self.store.session() as s:
+                await s.begin()
+                await s.execute(insert(SessionRecord), [row])
+                await s.rollback()
+        except SQLAlchemyError as e:
+            self._fail(e)
+            return
+        log.warning("recording recovered: the store accepts writes again")
         self.healthy, self.problem = True, None
 
     def _fail(self, exc: BaseException) -> None:

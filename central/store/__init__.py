@@ -4,10 +4,14 @@ from central.store import models
 from central.store.db import Store, StoreError
 from central.store.models import (
     AccessRequest,
+    Approval,
     AuthCode,
     Base,
+    CommandReview,
+    Decision,
     RefreshToken,
     RequestStatus,
+    ReviewStatus,
     SessionRecord,
     StatementRecord,
     new_id,
@@ -16,10 +20,14 @@ from central.store.models import (
 
 __all__ = [
     "AccessRequest",
+    "Approval",
     "AuthCode",
     "Base",
+    "CommandReview",
+    "Decision",
     "RefreshToken",
     "RequestStatus",
+    "ReviewStatus",
     "SessionRecord",
     "StatementRecord",
     "Store",

@@ -33,10 +33,14 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "AccessRequest",
+    "Approval",
     "AuthCode",
     "Base",
+    "CommandReview",
+    "Decision",
     "RefreshToken",
     "RequestStatus",
+    "ReviewStatus",
     "SessionRecord",
     "StatementRecord",
     "UTCDateTime",
@@ -120,13 +124,19 @@ _STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s.value}'" for s in Reques
 class AccessRequest(Base):
     """A user's request for just-in-time access to one resource for a limited time.
 
-    ``duration_seconds`` is what was asked for; ``expires_at`` is set when the request is
-    approved (decision time + duration) and ends the grant.
+    ``duration_seconds`` is the granted duration (what was asked for, capped by the role's
+    ``max_duration``; ``requested_seconds`` keeps the asked-for value when it was capped);
+    ``expires_at`` is set when the request is approved (decision time + duration) and ends the
+    grant. ``required_approvals`` distinct reviewers must approve (rows in ``approvals``);
+    ``requester_groups`` are the requester's groups when asking (JSON list), from which the
+    reviewers are recomputed against the policy in force at decision time. ``decided_by`` and
+    ``comment`` name who decided and why.
     """
 
     __tablename__ = "access_requests"
     __table_args__ = (
         Index("ix_access_requests_requester_resource", "requester", "resource"),
+        Index("ix_access_requests_status", "status"),
         CheckConstraint(_STATUS_CHECK, name="status"),
     )
 
@@ -139,12 +149,101 @@ class AccessRequest(Base):
     created_at: Mapped[datetime]
     decided_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
+    required_approvals: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    requested_seconds: Mapped[int | None] = mapped_column(Integer)
+    requester_groups: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
 
     def __repr__(self) -> str:
         return (
             f"AccessRequest(id={self.id!r}, requester={self.requester!r}, "
             f"resource={self.resource!r}, status={self.status!r})"
         )
+
+
+class ReviewStatus(StrEnum):
+    """Life cycle of a command review (one held statement or command).
+
+    ``pending`` while the statement is held; ``approved`` lets it run exactly once, which
+    flips it to ``consumed``; ``denied`` and ``expired`` (no decision before the deadline)
+    are final and the statement never runs.
+    """
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CONSUMED = "consumed"
+
+
+class CommandReview(Base):
+    """One statement or command held for approval on a live session.
+
+    ``statement`` is the exact text that runs if approved; ``rule`` names the rule that held
+    it and ``reason`` says why. ``expires_at`` is the decision deadline (the session gives up
+    waiting then). ``requester_groups`` play the same part as on :class:`AccessRequest`.
+    """
+
+    __tablename__ = "command_reviews"
+    __table_args__ = (
+        Index("ix_command_reviews_status", "status"),
+        CheckConstraint(
+            "status IN ({})".format(", ".join(f"'{s.value}'" for s in ReviewStatus)),
+            name="status",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    requester: Mapped[str] = mapped_column(String(255))
+    requester_groups: Mapped[str] = mapped_column(Text, default="[]")
+    resource: Mapped[str] = mapped_column(String(255))
+    session_id: Mapped[str] = mapped_column(String(36))
+    statement: Mapped[str] = mapped_column(Text)
+    rule: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.PENDING.value)
+    required_approvals: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime]
+    decided_by: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return (
+            f"CommandReview(id={self.id!r}, requester={self.requester!r}, "
+            f"resource={self.resource!r}, status={self.status!r})"
+        )
+
+
+class Decision(StrEnum):
+    """One reviewer's decision on an access request or a command review."""
+
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class Approval(Base):
+    """One reviewer's decision on one item (an access request or a command review).
+
+    The primary key (item, reviewer) makes approvals count distinct reviewers: the same
+    reviewer approving twice is one approval.
+    """
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        CheckConstraint(
+            "decision IN ({})".format(", ".join(f"'{d.value}'" for d in Decision)),
+            name="decision",
+        ),
+    )
+
+    item_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
 
 
 class AuthCode(Base):

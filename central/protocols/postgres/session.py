@@ -2,32 +2,39 @@
 
 Central has already opened the target with the held credential; this class greets the client
 as if it were the server (AuthenticationOk, the target's ParameterStatus, a BackendKeyData of
-central's own making, ReadyForQuery) and then relays message by message in both directions.
+central's own making, ReadyForQuery) and then relays message by message in both directions,
+on asyncio protocols (no await per message).
 
-The relay keeps just enough state to record every statement and its outcome: a queue of
-executions in flight (one per Query or Execute) with Sync markers, matched against the
-target's CommandComplete / ErrorResponse / ReadyForQuery. Replies that central produces itself
-(a refused FunctionCall) are queued behind the ReadyForQuery messages the target still owes,
-so a pipelining client sees every answer in the order it asked.
+Every statement passes the gate before it reaches the target: in a Query, or in a Parse for
+the extended protocol (decided there, so nothing of it runs before Execute). A blocked
+statement gets an ErrorResponse (SQLSTATE 42501, naming the rule) and the session stays
+usable: in the extended protocol the rest of the batch is skipped up to Sync, exactly as the
+server itself does after an error. A statement held for review stops the client's side of the
+relay (its later messages wait, in order) until a reviewer decides; the client is told the
+request id in a NoticeResponse first.
 
-Writes to the client are always whole messages, so the session can be ended between any two
-of them with a FATAL ErrorResponse (for instance when the user's access expires).
+Replies that central produces itself are placed where the server's would have been: behind
+the ReadyForQuery messages the target still owes, or right before the one that ends the batch,
+so a pipelining client sees every answer in the order it asked. Writes to the client are always
+whole messages, so the session can be ended between any two of them with a FATAL ErrorResponse
+(for instance when the user's access expires).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from central.logs import ContextLogger
+from central.policy.enforce import FORWARD, Verdict
+from central.policy.rules import Decision
 from central.protocols.postgres.codec import (
     Frame,
     FrameReader,
     ProtocolError,
-    decode_backend,
     decode_frontend,
     encode,
 )
@@ -36,54 +43,55 @@ from central.protocols.postgres.messages import (
     BackendKeyData,
     Bind,
     Close,
-    CommandComplete,
     Describe,
-    ErrorResponse,
     Execute,
-    ParameterDescription,
     ParameterStatus,
     Parse,
     Query,
     ReadyForQuery,
     error_response,
+    notice_response,
 )
-from central.protocols.postgres.params import render_params
 from central.protocols.postgres.target import TargetConnection
+from central.protocols.postgres.tracker import (
+    DATA_ROW,
+    READY,
+    TRACKED_BACKEND,
+    StatementTracker,
+    rows_from_tag,
+)
 from central.protocols.transport import Endpoint, adopt
-from central.recording import RecordingUnavailable, SessionLog, StatementRecordDraft
-from central.recording.recorder import clip
+from central.recording import RecordingUnavailable, SessionLog
 from central.sessions import LiveSession
 
-# Message type bytes, as ints (frame.type).
+__all__ = ["Gate", "PostgresSession", "rows_from_tag"]
+
 _Q, _P, _B, _E, _S, _C, _X, _F, _D = (ord(c) for c in "QPBESCXFD")
 _PASSTHROUGH_FRONTEND = frozenset(ord(c) for c in "Hdcf")
-_CMD_COMPLETE, _ERROR, _READY, _EMPTY, _SUSPENDED, _DATA_ROW, _PARAM_DESC = (
-    ord(c) for c in "CEZIsDt"
-)
-_TRACKED_BACKEND = frozenset((_CMD_COMPLETE, _ERROR, _READY, _EMPTY, _SUSPENDED, _PARAM_DESC))
 
 StreamPair = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-@dataclass(slots=True)
-class _Execution:
-    sql: str
-    params: list[str | None] | None
-    protocol: str
-    started_at: datetime
-    t0: int
-    rows: int | None = None  # from CommandComplete tags
-    rows_sent: int = 0  # DataRows relayed, for executions that end without a tag
-    error: str | None = None
+class Gate(Protocol):
+    """The policy as a session sees it (central/policy/enforce.py implements it)."""
+
+    def decide(self, sql: str) -> Decision:
+        """Allow, block or review this SQL text (a whole Query, or one Parse)."""
+        ...
+
+    def review(
+        self, sql: str, decision: Decision, notify: Callable[[str], None]
+    ) -> Awaitable[Verdict | str]:
+        """Hold for a reviewer: the Verdict to run it with once, or why it may not run."""
+        ...
 
 
-_SYNC = None  # the Sync marker in the queue of executions
+class _Held:
+    """Sentinel results of the gate for one message."""
 
 
-def rows_from_tag(tag: str) -> int | None:
-    """Rows affected or returned, from a CommandComplete tag ("SELECT 5", "INSERT 0 3")."""
-    last = tag.rpartition(" ")[2]
-    return int(last) if last.isdigit() and " " in tag else None
+_HOLD = _Held()
+_REFUSED = _Held()
 
 
 class PostgresSession:
@@ -94,23 +102,27 @@ class PostgresSession:
         recording: SessionLog,
         client: StreamPair,
         target: TargetConnection,
+        gate: Gate,
         log: ContextLogger,
     ) -> None:
         self.live = live
         self.recording = recording
         self.c_reader, self.c_writer = client
         self.target = target
+        self.gate = gate
         self.log = log
-        self.status = target.status  # transaction status of the last ReadyForQuery
-        self._statements: dict[str, str] = {}
-        self._param_types: dict[str, tuple[int, ...]] = {}
-        self._describing: deque[str] = deque()  # statements awaiting ParameterDescription
-        self._portals: dict[str, tuple[str, list[str | None]]] = {}
-        self._inflight: deque[_Execution | None] = deque()
-        self._owed = 0  # ReadyForQuery messages the target still owes the client
-        self._injected: deque[tuple[int, bytes]] = deque()
+        self.tracker = StatementTracker(recording, target.status)
         self._c_frames = FrameReader()
         self._t_frames = FrameReader()
+        self._queue: deque[Frame] = deque()  # client messages not yet through the gate
+        self._holding = False
+        self._cleared: tuple[Frame, Verdict] | None = None  # approved once by a reviewer
+        self._batch_open = False  # extended messages forwarded since the last Sync
+        self._discard: str | None = None  # skipping to Sync: "answer" it or "forward" it
+        self._discard_error = b""
+        # Our own replies: (ReadyForQuery messages to wait for, bytes, before that one?)
+        self._injected: list[tuple[int, bytes, bool]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -133,8 +145,9 @@ class PostgresSession:
         try:
             reason = await self._done
         finally:
-            watchdog.cancel()
-            await asyncio.gather(watchdog, return_exceptions=True)
+            for task in (watchdog, *self._tasks):
+                task.cancel()
+            await asyncio.gather(watchdog, *self._tasks, return_exceptions=True)
         self.log.info("session ended: %s", reason)
         return reason
 
@@ -147,11 +160,15 @@ class PostgresSession:
         out += [encode(ParameterStatus(k, v)) for k, v in self.target.parameters.items()]
         pid, secret = self.live.key
         out.append(encode(BackendKeyData(pid, secret)))
-        out.append(encode(ReadyForQuery(self.status)))
+        out.append(encode(ReadyForQuery(self.tracker.status)))
         self.c_transport.write(b"".join(out))
 
     def _fatal(self, sqlstate: str, message: str) -> None:
         self.c_transport.write(encode(error_response(sqlstate, message, severity="FATAL")))
+
+    def _notice(self, message: str) -> None:
+        if not self._done.done():
+            self.c_transport.write(encode(notice_response("00000", message)))
 
     async def _watchdog(self) -> None:
         live = self.live
@@ -184,28 +201,23 @@ class PostgresSession:
             self._fatal("58030", "Watchgate: session ended: the recording is unavailable")
             self._end("recording unavailable")
             return
-        frames = self._c_frames
-        frames.receive_data(data)
+        try:
+            self._c_frames.receive_data(data)
+            self._queue.extend(self._c_frames.frames())
+        except ProtocolError as e:
+            self._protocol_error(e)
+            return
+        self._pump()
+
+    def _pump(self) -> None:
+        """Pass queued client messages through the gate, in order, until one is held."""
         out: list[bytes] = []
         try:
-            for frame in frames.frames():
-                kind = frame.type
-                if kind in _PASSTHROUGH_FRONTEND:
-                    out.append(frame.raw)
-                elif kind == _X:
-                    out.append(frame.raw)
-                    self.t_transport.write(b"".join(out))
-                    self._end("client terminated")
-                    return
-                elif kind == _F:
-                    self._refuse_function_call()
-                else:
-                    self._track_frontend(frame)
-                    out.append(frame.raw)
+            while self._queue and not self._holding and not self._done.done():
+                if not self._client_message(self._queue.popleft(), out):
+                    break
         except ProtocolError as e:
-            self.log.warning("protocol error from client: %s", e)
-            self._fatal("08P01", f"Watchgate: protocol error: {e}")
-            self._end(f"protocol error from client: {e}")
+            self._protocol_error(e)
             return
         except RecordingUnavailable:
             self._fatal("58030", "Watchgate: session ended: the recording is unavailable")
@@ -214,104 +226,220 @@ class PostgresSession:
         if out:
             self.t_transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _track_frontend(self, frame: Frame) -> None:
+    def _protocol_error(self, e: ProtocolError) -> None:
+        self.log.warning("protocol error from client: %s", e)
+        self._fatal("08P01", f"Watchgate: protocol error: {e}")
+        self._end(f"protocol error from client: {e}")
+
+    def _client_message(self, frame: Frame, out: list[bytes]) -> bool:
+        """Handle one client message; False when the relay must stop here (held, ended)."""
         kind = frame.type
-        if kind == _Q:
-            msg = decode_frontend(frame)
-            assert isinstance(msg, Query)
-            self._begin(msg.sql, None, "simple")
-            self._owed += 1
+        if self._discard is not None and kind not in (_S, _X):
+            return True  # the rest of a refused batch, as the server would skip it
+        if kind in _PASSTHROUGH_FRONTEND:
+            out.append(frame.raw)
+        elif kind == _Q:
+            query = decode_frontend(frame)
+            assert isinstance(query, Query)
+            verdict = self._judge(frame, query.sql, "simple")
+            if verdict is _HOLD:
+                return False
+            if isinstance(verdict, Verdict):
+                self.tracker.query(query.sql, verdict)
+                out.append(frame.raw)
         elif kind == _P:
-            msg = decode_frontend(frame)
-            assert isinstance(msg, Parse)
-            self._statements[msg.name] = msg.sql
-            self._param_types[msg.name] = msg.param_types
+            parse = decode_frontend(frame)
+            assert isinstance(parse, Parse)
+            verdict = self._judge(frame, parse.sql, "extended")
+            if verdict is _HOLD:
+                return False
+            if isinstance(verdict, Verdict):
+                self.tracker.parse(parse, verdict)
+                self._forward_extended(frame, out)
         elif kind == _B:
-            msg = decode_frontend(frame)
-            assert isinstance(msg, Bind)
-            sql = self._statements.get(msg.statement, "")
-            types = self._param_types.get(msg.statement, ())
-            self._portals[msg.portal] = (sql, render_params(msg.params, msg.param_formats, types))
-        elif kind == _D:
-            msg = decode_frontend(frame)
-            assert isinstance(msg, Describe)
-            if msg.kind == "S":
-                self._describing.append(msg.name)
+            bind = decode_frontend(frame)
+            assert isinstance(bind, Bind)
+            stmt = self.tracker.prepared.get(bind.statement)
+            if stmt is not None and stmt.verdict.decision == "review" and stmt.executions:
+                self._refuse(
+                    stmt.sql,
+                    "extended",
+                    "42501",
+                    "Watchgate: the approval was for one execution of this statement; "
+                    "prepare it again to ask again",
+                    "review",
+                    stmt.verdict.rule,
+                    "refused",
+                )
+                return True
+            self.tracker.bind(bind)
+            self._forward_extended(frame, out)
         elif kind == _E:
-            msg = decode_frontend(frame)
-            assert isinstance(msg, Execute)
-            sql, params = self._portals.get(msg.portal, ("", []))
-            self._begin(sql, params, "extended")
-        elif kind == _S:
-            self._inflight.append(_SYNC)
-            self._owed += 1
+            execute = decode_frontend(frame)
+            assert isinstance(execute, Execute)
+            self.tracker.execute(execute.portal)
+            self._forward_extended(frame, out)
+        elif kind == _D:
+            describe = decode_frontend(frame)
+            assert isinstance(describe, Describe)
+            if describe.kind == "S":
+                self.tracker.describe_statement(describe.name)
+            self._forward_extended(frame, out)
         elif kind == _C:
-            msg = decode_frontend(frame)
-            assert isinstance(msg, Close)
-            if msg.kind == "S":
-                self._statements.pop(msg.name, None)
-                self._param_types.pop(msg.name, None)
-            else:
-                self._portals.pop(msg.name, None)
+            close = decode_frontend(frame)
+            assert isinstance(close, Close)
+            self.tracker.close(close)
+            self._forward_extended(frame, out)
+        elif kind == _S:
+            self._sync(frame, out)
+        elif kind == _X:
+            out.append(frame.raw)
+            self.t_transport.write(b"".join(out))
+            out.clear()
+            self._end("client terminated")
+            return False
+        elif kind == _F:
+            self._refuse_function_call()
         else:
             raise ProtocolError(f"unexpected client message type {chr(kind)!r} in a session")
+        return True
 
-    def _begin(self, sql: str, params: list[str | None] | None, protocol: str) -> None:
-        self._inflight.append(
-            _Execution(sql, params, protocol, datetime.now(UTC), time.perf_counter_ns())
-        )
+    def _forward_extended(self, frame: Frame, out: list[bytes]) -> None:
+        self._batch_open = True
+        out.append(frame.raw)
+
+    def _sync(self, frame: Frame, out: list[bytes]) -> None:
+        discard, self._discard = self._discard, None
+        self._batch_open = False
+        if discard == "answer":
+            self._inject(b"")  # the batch never reached the target: we end it ourselves
+            return
+        self.tracker.sync()
+        out.append(frame.raw)
+        if discard == "forward":
+            # Earlier messages of this batch are with the target: our error goes right
+            # before the ReadyForQuery that ends it.
+            self._injected.append((self.tracker.owed, self._discard_error, True))
+
+    # -- the gate ------------------------------------------------------------------------------
+
+    def _judge(self, frame: Frame, sql: str, protocol: str) -> Verdict | _Held:
+        if self._cleared is not None and self._cleared[0] is frame:
+            verdict = self._cleared[1]
+            self._cleared = None
+            return verdict
+        decision = self.gate.decide(sql)
+        if decision.action == "allow":
+            return FORWARD
+        if decision.action == "block":
+            message = f"Watchgate: {decision.reason}"
+            self._refuse(sql, protocol, "42501", message, "block", decision.rule, "refused")
+            return _REFUSED
+        self._hold(frame, sql, protocol, decision)
+        return _HOLD
+
+    def _refuse(
+        self,
+        sql: str,
+        protocol: str,
+        sqlstate: str,
+        message: str,
+        decision: str,
+        rule: str | None,
+        outcome: str,
+    ) -> None:
+        self.tracker.refused(sql, protocol, f"{sqlstate} {message}", decision, rule, outcome)
+        error = encode(error_response(sqlstate, message))
+        if protocol == "simple":
+            self._inject(error)
+            return
+        # Extended protocol: like the server after an error, skip to Sync.
+        if self.tracker.owed == 0 and not self._batch_open and not self._injected:
+            self.c_transport.write(error)
+            self._discard = "answer"
+        else:
+            self._discard, self._discard_error = "forward", error
+
+    def _hold(self, frame: Frame, sql: str, protocol: str, decision: Decision) -> None:
+        self._queue.appendleft(frame)
+        self._holding = True
+        self.c_transport.pause_reading()  # later messages wait in the socket, in order
+        task = asyncio.ensure_future(self._review(frame, sql, protocol, decision))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _review(self, frame: Frame, sql: str, protocol: str, decision: Decision) -> None:
+        try:
+            outcome = await self.gate.review(sql, decision, self._notice)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # fail closed: no decision means no execution
+            self.log.error("review failed: %s", e)
+            outcome = f"the review could not be completed ({type(e).__name__})"
+        if self._done.done():
+            return
+        self._holding = False
+        if isinstance(outcome, Verdict):
+            self._cleared = (frame, outcome)
+        else:
+            self._queue.popleft()
+            try:
+                self._refuse(
+                    sql,
+                    protocol,
+                    "42501",
+                    f"Watchgate: {outcome}",
+                    "review",
+                    decision.rule,
+                    "denied",
+                )
+            except RecordingUnavailable:
+                self._fatal("58030", "Watchgate: session ended: the recording is unavailable")
+                self._end("recording unavailable")
+                return
+        self.c_transport.resume_reading()
+        self._pump()
 
     def _refuse_function_call(self) -> None:
         # The fast-path interface calls a function by OID with no SQL text, so nothing could
-        # be classified or recorded meaningfully: refuse it, as the issue's policy says.
+        # be classified or recorded meaningfully: refuse it.
         message = (
             "Watchgate: the fast-path function call interface is refused; "
             "call the function from a query instead"
         )
-        self._record(
-            StatementRecordDraft(
-                started_at=datetime.now(UTC),
-                duration_us=0,
-                protocol="function",
-                sql="<FunctionCall>",
-                params=None,
-                outcome="refused",
-                rows=None,
-                error=f"0A000 {message}",
-                decision="refuse",
-            )
+        self.tracker.refused(
+            "<FunctionCall>", "function", f"0A000 {message}", "refuse", None, "refused"
         )
         self._inject(encode(error_response("0A000", message)))
 
     def _inject(self, reply: bytes) -> None:
-        """Answer the client ourselves, after every reply the target still owes it."""
-        if self._owed == 0 and not self._injected:
-            self.c_transport.write(reply + encode(ReadyForQuery(self.status)))
+        """Answer the client ourselves (reply + ReadyForQuery), after every reply the target
+        still owes it."""
+        owed = self.tracker.owed
+        if owed == 0 and not self._injected:
+            self.c_transport.write(reply + encode(ReadyForQuery(self.tracker.status)))
         else:
-            self._injected.append((self._owed, reply))
+            self._injected.append((owed, reply, False))
 
     # -- target to client ----------------------------------------------------------------------
 
     def _on_target_data(self, data: bytes) -> None:
         if self._done.done():
             return
-        frames = self._t_frames
-        frames.receive_data(data)
+        tracker = self.tracker
         try:
-            chunk, events, tail_rows = frames.scan(_TRACKED_BACKEND, _DATA_ROW)
+            self._t_frames.receive_data(data)
+            chunk, events, tail_rows = self._t_frames.scan(TRACKED_BACKEND, DATA_ROW)
             start = 0
             pieces: list[bytes] = []
             for end, rows, frame in events:
                 if rows:
-                    self._count_rows(rows)
-                self._track_backend(frame)
-                if frame.type == _READY and self._injected:
-                    # Our own replies go right after the ReadyForQuery they waited for.
-                    pieces.append(chunk[start:end])
-                    start = end
-                    self._release_injected(pieces)
+                    tracker.count_rows(rows)
+                tracker.backend(frame)
+                if frame.type == READY and self._injected:
+                    start = self._place_injected(chunk, start, end - len(frame.raw), end, pieces)
             if tail_rows:
-                self._count_rows(tail_rows)
+                tracker.count_rows(tail_rows)
         except ProtocolError as e:
             self.log.warning("protocol error from target: %s", e)
             self._fatal("08P01", f"Watchgate: the target sent malformed data: {e}")
@@ -327,78 +455,15 @@ class PostgresSession:
         if chunk:
             self.c_transport.write(chunk)
 
-    def _count_rows(self, rows: int) -> None:
-        if self._inflight and (head := self._inflight[0]) is not None:
-            head.rows_sent += rows
-
-    def _release_injected(self, out: list[bytes]) -> None:
-        while self._injected and self._injected[0][0] <= 0:
-            _, reply = self._injected.popleft()
-            out.append(reply + encode(ReadyForQuery(self.status)))
-
-    def _track_backend(self, frame: Frame) -> None:
-        kind = frame.type
-        head = self._inflight[0] if self._inflight else None
-        if kind == _PARAM_DESC:
-            msg = decode_backend(frame)
-            assert isinstance(msg, ParameterDescription)
-            if self._describing:
-                self._param_types[self._describing.popleft()] = msg.types
-            return
-        if kind == _READY:
-            self._describing.clear()
-            msg = decode_backend(frame)
-            assert isinstance(msg, ReadyForQuery)
-            self.status = msg.status
-            self._owed -= 1
-            self._injected = deque((n - 1, reply) for n, reply in self._injected)
-            # A simple Query ends here; an extended batch ends at its Sync marker.
-            while self._inflight:
-                item = self._inflight.popleft()
-                if item is _SYNC:
-                    break
-                self._finish(item, "skipped" if item.protocol == "extended" else None)
-                if item.protocol == "simple":
-                    break
-            return
-        if head is None:
-            return  # e.g. an asynchronous FATAL from the server: nothing in flight to close
-        if kind == _CMD_COMPLETE:
-            msg = decode_backend(frame)
-            assert isinstance(msg, CommandComplete)
-            rows = rows_from_tag(msg.tag)
-            if rows is not None:
-                head.rows = (head.rows or 0) + rows
-            if head.protocol == "extended":
-                self._finish(self._inflight.popleft())  # type: ignore[arg-type]
-        elif kind in (_EMPTY, _SUSPENDED):
-            if head.protocol == "extended":
-                self._finish(self._inflight.popleft())  # type: ignore[arg-type]
-        elif kind == _ERROR:
-            msg = decode_backend(frame)
-            assert isinstance(msg, ErrorResponse)
-            head.error = clip(f"{msg.code} {msg.message}", 2000)
-            if head.protocol == "extended":
-                # The server skips everything up to the next Sync after an error.
-                self._finish(self._inflight.popleft())  # type: ignore[arg-type]
-                while self._inflight and self._inflight[0] is not _SYNC:
-                    self._finish(self._inflight.popleft(), "skipped")  # type: ignore[arg-type]
-
-    def _finish(self, item: _Execution, outcome: str | None = None) -> None:
-        if outcome is None:
-            outcome = "error" if item.error else "ok"
-        self._record(
-            StatementRecordDraft(
-                started_at=item.started_at,
-                duration_us=(time.perf_counter_ns() - item.t0) // 1000,
-                protocol=item.protocol,
-                sql=item.sql,
-                params=item.params,
-                outcome=outcome,
-                rows=item.rows if item.rows is not None else (item.rows_sent or None),
-                error=item.error,
-            )
-        )
-
-    def _record(self, draft: StatementRecordDraft) -> None:
-        self.recording.statement(draft)
+    def _place_injected(
+        self, chunk: bytes, start: int, ready_at: int, ready_end: int, pieces: list[bytes]
+    ) -> int:
+        """Splice our replies around one ReadyForQuery of the target; returns the new start."""
+        status = encode(ReadyForQuery(self.tracker.status))
+        due = [(n - 1, reply, before) for n, reply, before in self._injected]
+        self._injected = [entry for entry in due if entry[0] > 0]
+        pieces.append(chunk[start:ready_at])
+        pieces += [reply for n, reply, before in due if n == 0 and before]
+        pieces.append(chunk[ready_at:ready_end])
+        pieces += [reply + status for n, reply, before in due if n == 0 and not before]
+        return ready_end

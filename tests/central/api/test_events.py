@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from central.api.events import QUEUE_LIMIT, EventBus
+from central.api.events import QUEUE_LIMIT, EventBus, Subscription
 from tests.central.api.test_app import token_for
 from tests.support.central import Running, running_central
 
@@ -89,3 +89,50 @@ async def test_a_slow_subscriber_is_cut_off_not_buffered_forever() -> None:
         bus.publish(["alice"], "tick", {"i": i})
     assert bus.subscribers("alice") == 0
     assert slow.queue.get_nowait() is None  # the end-of-stream marker, nothing else kept
+
+
+async def test_group_events_reach_every_member_once() -> None:
+    bus = EventBus()
+    bob = bus.subscribe("bob", ["admins", "sre"])
+    bob_phone = bus.subscribe("bob", ["admins"])
+    erin = bus.subscribe("erin", ["sre"])
+    alice = bus.subscribe("alice", ["analysts"])
+
+    bus.publish(["bob"], "review.created", {"id": "r1"}, groups=["admins", "sre"])
+    bus.publish((), "request.created", {"id": "r2"}, groups=["sre"])
+
+    def types(sub: Subscription) -> list[str]:
+        out = []
+        while not sub.queue.empty():
+            event = sub.queue.get_nowait()
+            assert event is not None
+            out.append(event.type)
+        return out
+
+    assert types(bob) == ["review.created", "request.created"]  # once, though 3 ways matched
+    assert types(bob_phone) == ["review.created"]
+    assert types(erin) == ["review.created", "request.created"]
+    assert types(alice) == []
+
+    bob.close()
+    bus.publish((), "tick", {}, groups=["sre"])
+    assert types(bob) == [] and types(erin) == ["tick"]
+    bob_phone.close()
+    erin.close()
+    alice.close()
+    assert bus._subs == {} and bus._by_group == {}  # nothing left behind
+
+
+async def test_the_stream_carries_events_for_the_users_groups(central: Running) -> None:
+    headers = {"Authorization": f"Bearer {token_for(central, 'bob')}"}  # bob is in admins
+    async with (
+        httpx.AsyncClient(base_url=central.url, timeout=10) as http,
+        http.stream("GET", "/api/events", headers=headers) as bob,
+    ):
+        events = sse(bob)
+        assert (await anext(events))[0] == "hello"
+        await wait_subscribed(central, "bob")
+        central.central.events.publish((), "nobody.listens", {}, groups=["analysts"])
+        central.central.events.publish((), "request.created", {"id": "r1"}, groups=["admins"])
+        kind, data = await asyncio.wait_for(anext(events), 5)
+        assert kind == "request.created" and json.loads(data)["data"] == {"id": "r1"}

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.engine import Connection
@@ -24,6 +26,7 @@ from central.store import (
     new_id,
     sha256_hex,
 )
+from central.store.db import MIGRATIONS_DIR, _create_engine, _parse_url
 from tests.support.pgtemp import admin_url
 
 NOW = datetime(2030, 5, 17, 12, 0, tzinfo=UTC)
@@ -103,7 +106,7 @@ async def test_migrations_reach_head_and_reopening_is_idempotent(store_url: str)
         try:
             async with store.session() as session:
                 versions = await session.execute(text("SELECT version_num FROM alembic_version"))
-                assert versions.scalars().all() == ["0002"]
+                assert versions.scalars().all() == ["0003"]
                 kept = await session.get(AccessRequest, request.id)
             assert kept is not None and kept.reason == "incident"
         finally:
@@ -119,9 +122,9 @@ async def test_schema_matches_the_models(store: Store) -> None:
         inspector = inspect(connection)
         return {
             "tables": sorted(inspector.get_table_names()),
-            "request_indexes": [
+            "request_indexes": sorted(
                 (ix["name"], ix["column_names"]) for ix in inspector.get_indexes("access_requests")
-            ],
+            ),
             "token_indexes": [
                 (ix["name"], ix["column_names"]) for ix in inspector.get_indexes("refresh_tokens")
             ],
@@ -134,14 +137,59 @@ async def test_schema_matches_the_models(store: Store) -> None:
         "tables": [
             "access_requests",
             "alembic_version",
+            "approvals",
             "auth_codes",
+            "command_reviews",
             "refresh_tokens",
             "sessions",
             "statements",
         ],
-        "request_indexes": [("ix_access_requests_requester_resource", ["requester", "resource"])],
+        "request_indexes": [
+            ("ix_access_requests_requester_resource", ["requester", "resource"]),
+            ("ix_access_requests_status", ["status"]),
+        ],
         "token_indexes": [("ix_refresh_tokens_family_id", ["family_id"])],
     }
+
+
+async def test_upgrade_from_0002_keeps_access_requests(store_url: str) -> None:
+    """Rows written before the approvals migration need one approval and have no decider."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+
+    def upgrade_to_0002(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0002")
+
+    parsed, _ = _parse_url(store_url)
+    engine = _create_engine(parsed)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_to_0002)
+            await conn.execute(
+                text(
+                    "INSERT INTO access_requests (id, requester, resource, reason, "
+                    "duration_seconds, status, created_at) VALUES ('r-old', 'alice', 'db', "
+                    "'before', 60, 'pending', :at)"
+                ),
+                {"at": NOW.replace(tzinfo=None) if "sqlite" in store_url else NOW},
+            )
+    finally:
+        await engine.dispose()
+
+    store = await Store.open(store_url)
+    try:
+        async with store.session() as session:
+            old = await session.get(AccessRequest, "r-old")
+    finally:
+        await store.close()
+    assert old is not None
+    assert (old.required_approvals, old.requester_groups, old.decided_by, old.comment) == (
+        1,
+        "[]",
+        None,
+        None,
+    )
 
 
 async def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:

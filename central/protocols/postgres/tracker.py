@@ -1,0 +1,214 @@
+"""Following a PostgreSQL conversation closely enough to record every statement: sans-io.
+
+The tracker is told each client message the session forwards and each tracked target message
+it relays. It keeps a queue of executions in flight (one per Query or Execute) with Sync
+markers, and matches them with the target's CommandComplete / ErrorResponse / ReadyForQuery
+to know each statement's outcome, rows and duration. It also remembers prepared statements and
+portals (their SQL, parameter types and the policy decision that let them through), which the
+session needs to judge a later Bind or Execute.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from central.policy.enforce import FORWARD, Verdict
+from central.protocols.postgres.codec import Frame, decode_backend
+from central.protocols.postgres.messages import (
+    Bind,
+    Close,
+    CommandComplete,
+    ErrorResponse,
+    ParameterDescription,
+    Parse,
+    ReadyForQuery,
+)
+from central.protocols.postgres.params import render_params
+from central.recording import SessionLog, StatementRecordDraft
+from central.recording.recorder import clip
+
+READY, ERROR, COMMAND_COMPLETE, EMPTY, SUSPENDED, PARAM_DESC, DATA_ROW = (ord(c) for c in "ZECIstD")
+TRACKED_BACKEND = frozenset((COMMAND_COMPLETE, ERROR, READY, EMPTY, SUSPENDED, PARAM_DESC))
+
+
+def rows_from_tag(tag: str) -> int | None:
+    """Rows affected or returned, from a CommandComplete tag ("SELECT 5", "INSERT 0 3")."""
+    last = tag.rpartition(" ")[2]
+    return int(last) if last.isdigit() and " " in tag else None
+
+
+@dataclass(slots=True)
+class Prepared:
+    sql: str
+    param_types: tuple[int, ...]
+    verdict: Verdict
+    executions: int = 0
+
+
+@dataclass(slots=True)
+class _Execution:
+    sql: str
+    params: list[str | None] | None
+    protocol: str
+    verdict: Verdict
+    started_at: datetime
+    t0: int
+    rows: int | None = None  # from CommandComplete tags
+    rows_sent: int = 0  # DataRows relayed, for executions that end without a tag
+    error: str | None = None
+
+
+_SYNC = None  # the Sync marker in the queue of executions
+
+
+class StatementTracker:
+    def __init__(self, recording: SessionLog, status: str) -> None:
+        self.recording = recording
+        self.status = status  # transaction status of the last ReadyForQuery
+        self.owed = 0  # ReadyForQuery messages the target still owes the client
+        self.prepared: dict[str, Prepared] = {}
+        self._portals: dict[str, tuple[Prepared | None, list[str | None]]] = {}
+        self._describing: deque[str] = deque()  # statements awaiting ParameterDescription
+        self._inflight: deque[_Execution | None] = deque()
+
+    # -- what the client sends (and the session forwards) ---------------------------------------
+
+    def query(self, sql: str, verdict: Verdict = FORWARD) -> None:
+        self._begin(sql, None, "simple", verdict)
+        self.owed += 1
+
+    def parse(self, msg: Parse, verdict: Verdict = FORWARD) -> None:
+        self.prepared[msg.name] = Prepared(msg.sql, msg.param_types, verdict)
+
+    def bind(self, msg: Bind) -> None:
+        stmt = self.prepared.get(msg.statement)
+        types = stmt.param_types if stmt else ()
+        self._portals[msg.portal] = (stmt, render_params(msg.params, msg.param_formats, types))
+
+    def describe_statement(self, name: str) -> None:
+        self._describing.append(name)
+
+    def execute(self, portal: str) -> None:
+        stmt, params = self._portals.get(portal, (None, []))
+        if stmt is not None:
+            stmt.executions += 1
+        self._begin(stmt.sql if stmt else "", params, "extended", stmt.verdict if stmt else FORWARD)
+
+    def sync(self) -> None:
+        self._inflight.append(_SYNC)
+        self.owed += 1
+
+    def close(self, msg: Close) -> None:
+        if msg.kind == "S":
+            self.prepared.pop(msg.name, None)
+        else:
+            self._portals.pop(msg.name, None)
+
+    def portal_statement(self, portal: str) -> Prepared | None:
+        found = self._portals.get(portal)
+        return found[0] if found else None
+
+    def refused(
+        self, sql: str, protocol: str, error: str, decision: str, rule: str | None, outcome: str
+    ) -> None:
+        """Record a statement that never reached the target."""
+        self.recording.statement(
+            StatementRecordDraft(
+                started_at=datetime.now(UTC),
+                duration_us=0,
+                protocol=protocol,
+                sql=sql,
+                params=None,
+                outcome=outcome,
+                rows=None,
+                error=error,
+                decision=decision,
+                rule=rule,
+            )
+        )
+
+    def _begin(
+        self, sql: str, params: list[str | None] | None, protocol: str, verdict: Verdict
+    ) -> None:
+        self._inflight.append(
+            _Execution(sql, params, protocol, verdict, datetime.now(UTC), time.perf_counter_ns())
+        )
+
+    # -- what the target answers ------------------------------------------------------------------
+
+    def count_rows(self, rows: int) -> None:
+        if self._inflight and (head := self._inflight[0]) is not None:
+            head.rows_sent += rows
+
+    def backend(self, frame: Frame) -> None:
+        """One tracked target message (a type in TRACKED_BACKEND)."""
+        kind = frame.type
+        head = self._inflight[0] if self._inflight else None
+        if kind == PARAM_DESC:
+            msg = decode_backend(frame)
+            assert isinstance(msg, ParameterDescription)
+            if self._describing and (stmt := self.prepared.get(self._describing.popleft())):
+                stmt.param_types = msg.types
+            return
+        if kind == READY:
+            self._describing.clear()
+            ready = decode_backend(frame)
+            assert isinstance(ready, ReadyForQuery)
+            self.status = ready.status
+            self.owed -= 1
+            # A simple Query ends here; an extended batch ends at its Sync marker.
+            while self._inflight:
+                item = self._inflight.popleft()
+                if item is _SYNC:
+                    break
+                self._finish(item, "skipped" if item.protocol == "extended" else None)
+                if item.protocol == "simple":
+                    break
+            return
+        if head is None:
+            return  # e.g. an asynchronous FATAL from the server: nothing in flight to close
+        if kind == COMMAND_COMPLETE:
+            done = decode_backend(frame)
+            assert isinstance(done, CommandComplete)
+            rows = rows_from_tag(done.tag)
+            if rows is not None:
+                head.rows = (head.rows or 0) + rows
+            if head.protocol == "extended":
+                self._finish(head)
+                self._inflight.popleft()
+        elif kind in (EMPTY, SUSPENDED):
+            if head.protocol == "extended":
+                self._finish(head)
+                self._inflight.popleft()
+        elif kind == ERROR:
+            err = decode_backend(frame)
+            assert isinstance(err, ErrorResponse)
+            head.error = clip(f"{err.code} {err.message}", 2000)
+            if head.protocol == "extended":
+                # The server skips everything up to the next Sync after an error.
+                self._finish(head)
+                self._inflight.popleft()
+                while self._inflight and (skipped := self._inflight[0]) is not _SYNC:
+                    self._finish(skipped, "skipped")
+                    self._inflight.popleft()
+
+    def _finish(self, item: _Execution, outcome: str | None = None) -> None:
+        if outcome is None:
+            outcome = "error" if item.error else "ok"
+        self.recording.statement(
+            StatementRecordDraft(
+                started_at=item.started_at,
+                duration_us=(time.perf_counter_ns() - item.t0) // 1000,
+                protocol=item.protocol,
+                sql=item.sql,
+                params=item.params,
+                outcome=outcome,
+                rows=item.rows if item.rows is not None else (item.rows_sent or None),
+                error=item.error,
+                decision=item.verdict.decision,
+                rule=item.verdict.rule,
+            )
+        )

@@ -21,15 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from localproxy.api import CentralClient  # noqa: E402
-from tests.support.central import running_central  # noqa: E402
+from localproxy.api import CentralClient
+from tests.support.central import running_central
 
 
 def summary(name: str, values: list[float]) -> str:
     values = sorted(values)
     p95 = values[max(0, int(len(values) * 0.95) - 1)]
-    return (f"{name:<28} n={len(values)}  p50 {statistics.median(values):6.1f} ms  "
-            f"p95 {p95:6.1f} ms  max {values[-1]:6.1f} ms")
+    return (
+        f"{name:<28} n={len(values)}  p50 {statistics.median(values):6.1f} ms  "
+        f"p95 {p95:6.1f} ms  max {values[-1]:6.1f} ms"
+    )
 
 
 async def main(rounds: int) -> None:
@@ -74,8 +76,10 @@ async def main(rounds: int) -> None:
                         row.status = "expired"
             print(summary("request -> reviewer event", created))
             print(summary("decision -> requester event", decided))
-            print(f"target: decision -> delivery under 100 ms: "
-                  f"{'met' if max(decided) < 100 else 'NOT met'} (max {max(decided):.1f} ms)")
+            print(
+                f"target: decision -> delivery under 100 ms: "
+                f"{'met' if max(decided) < 100 else 'NOT met'} (max {max(decided):.1f} ms)"
+            )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,19 @@ def test_sighup_reloads_roles_and_refuses_a_broken_file(tmp_path: Path) -> None:
             except httpx.TransportError:
                 time.sleep(0.1)
         token = subprocess.run(
-            [sys.executable, "-m", "central.cli", "token", "--config", str(path), "--user",
-             "alice"], capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-m",
+                "central.cli",
+                "token",
+                "--config",
+                str(path),
+                "--user",
+                "alice",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         assert resources(url, token) == ["shop-db"]
 

@@ -9,7 +9,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from tests.localproxy.test_cli import Watchgate, central, mint, watchgate  # noqa: F401
+from tests.localproxy.test_cli import Watchgate, mint
 from tests.support.central import Running
 
 
@@ -19,7 +19,7 @@ def as_user(running: Running, user: str) -> dict[str, str]:
 
 async def test_request_wait_is_released_by_an_approval(
     central: Running,
-    watchgate: Watchgate,  # noqa: F811
+    watchgate: Watchgate,
 ) -> None:
     waiting = asyncio.ensure_future(
         watchgate(
@@ -61,7 +61,7 @@ async def test_request_wait_is_released_by_an_approval(
 
 async def test_request_wait_exits_3_when_denied(
     central: Running,
-    watchgate: Watchgate,  # noqa: F811
+    watchgate: Watchgate,
 ) -> None:
     waiting = asyncio.ensure_future(
         watchgate(
@@ -92,7 +92,7 @@ async def test_request_wait_exits_3_when_denied(
 async def test_request_for_a_direct_resource_is_refused(
     central: Running,
     watchgate: Watchgate,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     result = await watchgate("request", "shop-db", "--reason", "x", env=as_user(central, "alice"))
     assert result.code == 1

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from localproxy.api import CentralClient, CentralError
@@ -52,6 +53,14 @@ async def current_token(central: str, store: TokenStore) -> str:
     return tokens.access_token
 
 
+@contextlib.asynccontextmanager
+async def _signed_in(args: argparse.Namespace, store: TokenStore) -> AsyncIterator[CentralClient]:
+    """An API client for the central in use, with the current sign-in's token."""
+    central = resolve_central(args.central)
+    async with CentralClient(central, await current_token(central, store)) as api:
+        yield api
+
+
 async def _login(args: argparse.Namespace, store: TokenStore) -> int:
     central = resolve_central(args.central)
     if args.token_stdin:
@@ -88,8 +97,7 @@ async def _logout(args: argparse.Namespace, store: TokenStore) -> int:
 
 
 async def _resources(args: argparse.Namespace, store: TokenStore) -> int:
-    central = resolve_central(args.central)
-    async with CentralClient(central, await current_token(central, store)) as api:
+    async with _signed_in(args, store) as api:
         items = await api.resources()
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in items], indent=2))
@@ -112,14 +120,13 @@ def _access(state: str, until: Any) -> str:
 
 
 async def _whoami(args: argparse.Namespace, store: TokenStore) -> int:
-    central = resolve_central(args.central)
-    async with CentralClient(central, await current_token(central, store)) as api:
+    async with _signed_in(args, store) as api:
         me = await api.me()
     if args.json:
         print(me.model_dump_json(indent=2))
     else:
         print(
-            f"{me.user} at {central}; groups: {', '.join(me.groups) or 'none'}; "
+            f"{me.user} at {api.base_url}; groups: {', '.join(me.groups) or 'none'}; "
             f"roles: {', '.join(me.roles) or 'none'}"
         )
     return 0
@@ -136,8 +143,7 @@ async def _connect(args: argparse.Namespace, store: TokenStore) -> int:
 
 
 async def _sessions(args: argparse.Namespace, store: TokenStore) -> int:
-    central = resolve_central(args.central)
-    async with CentralClient(central, await current_token(central, store)) as api:
+    async with _signed_in(args, store) as api:
         items = await api.sessions()
     if args.json:
         print(json.dumps([s.model_dump(mode="json") for s in items], indent=2))
@@ -149,8 +155,7 @@ async def _sessions(args: argparse.Namespace, store: TokenStore) -> int:
 
 
 async def _replay(args: argparse.Namespace, store: TokenStore) -> int:
-    central = resolve_central(args.central)
-    async with CentralClient(central, await current_token(central, store)) as api:
+    async with _signed_in(args, store) as api:
         detail = await api.session(args.session_id)
     print(render_session(detail, args.format))
     return 0
@@ -198,8 +203,7 @@ _FINAL_EVENTS = frozenset({"request.approved", "request.denied", "request.expire
 
 
 async def _approvals(args: argparse.Namespace, store: TokenStore) -> int:
-    central = resolve_central(args.central)
-    async with CentralClient(central, await current_token(central, store)) as api:
+    async with _signed_in(args, store) as api:
         items = await api.approvals()
     if args.json:
         print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
@@ -211,16 +215,14 @@ async def _approvals(args: argparse.Namespace, store: TokenStore) -> int:
 
 
 async def _approve(args: argparse.Namespace, store: TokenStore) -> int:
-    central = resolve_central(args.central)
-    async with CentralClient(central, await current_token(central, store)) as api:
+    async with _signed_in(args, store) as api:
         item = await api.approve(args.id, args.comment)
     print(_item_line(item))
     return 0
 
 
 async def _deny(args: argparse.Namespace, store: TokenStore) -> int:
-    central = resolve_central(args.central)
-    async with CentralClient(central, await current_token(central, store)) as api:
+    async with _signed_in(args, store) as api:
         item = await api.deny(args.id, args.reason)
     print(_item_line(item))
     return 0

@@ -295,16 +295,10 @@ class CommandComplete:
     tag: str
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorResponse:
-    """`fields` maps one-letter field codes to values, in wire order.
+class _Fields:
+    """The field accessors shared by ErrorResponse and NoticeResponse."""
 
-    Field codes: https://www.postgresql.org/docs/current/protocol-error-fields.html. The
-    properties return "" for a missing severity, code or message and None for the optional ones.
-    """
-
-    TYPE: ClassVar[int] = ord("E")
-
+    __slots__ = ()
     fields: dict[str, str]
 
     @property
@@ -331,33 +325,25 @@ class ErrorResponse:
 
 
 @dataclass(frozen=True, slots=True)
-class NoticeResponse:
+class ErrorResponse(_Fields):
+    """`fields` maps one-letter field codes to values, in wire order.
+
+    Field codes: https://www.postgresql.org/docs/current/protocol-error-fields.html. The
+    properties return "" for a missing severity, code or message and None for the optional ones.
+    """
+
+    TYPE: ClassVar[int] = ord("E")
+
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeResponse(_Fields):
     """Same layout as ErrorResponse; a warning or notice that leaves the session running."""
 
     TYPE: ClassVar[int] = ord("N")
 
     fields: dict[str, str]
-
-    @property
-    def severity(self) -> str:
-        fields = self.fields
-        return fields.get("V") or fields.get("S", "")
-
-    @property
-    def code(self) -> str:
-        return self.fields.get("C", "")
-
-    @property
-    def message(self) -> str:
-        return self.fields.get("M", "")
-
-    @property
-    def detail(self) -> str | None:
-        return self.fields.get("D")
-
-    @property
-    def hint(self) -> str | None:
-        return self.fields.get("H")
 
 
 @dataclass(frozen=True, slots=True)

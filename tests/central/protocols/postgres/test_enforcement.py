@@ -379,3 +379,25 @@ async def test_real_clients_pass_without_friction_under_the_policy(gw: Gateway) 
         assert found is not None
         decisions |= {(s.decision, s.outcome) for s in found[1]}
     assert decisions <= {("forward", "ok")}, decisions
+
+
+async def test_review_on_the_extended_protocol(gw: Gateway, target: str) -> None:
+    notices: asyncio.Queue[str] = asyncio.Queue()
+    conn = await asyncpg.connect(gw.dsn)
+    conn.add_log_listener(lambda c, msg: notices.put_nowait(str(msg)))
+    try:
+        task = asyncio.ensure_future(conn.execute("DELETE FROM items WHERE id = $1", 2))
+        rid = await request_id(notices)
+        assert await items(target) == 10
+        async with CentralClient(gw.url, gw.token("carol")) as carol:
+            await carol.approve(rid)
+        assert await asyncio.wait_for(task, 10) == "DELETE 1"
+        assert await items(target) == 9
+        # The approval covered that execution: asyncpg reuses its prepared statement for the
+        # same text, and that second execution is refused.
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="one execution"):
+            await conn.execute("DELETE FROM items WHERE id = $1", 3)
+        assert await conn.fetchval("SELECT count(*) FROM items") == 9  # still usable
+    finally:
+        await conn.close()
+    assert await items(target) == 9

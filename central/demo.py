@@ -238,12 +238,10 @@ action = "block"
 statements = ["drop", "truncate", "alter role"]
 
 [[rules]]
-name = "customer-pii"
-resources = ["shop-db"]
-action = "mask"
-columns = ["customers.email", "customers.card_number", "customers.phone"]
-detectors = ["email", "credit_card", "phone"]
-style = "partial"
+name = "writes-need-review"
+resources = ["shop-db-admin"]
+action = "review"
+statements = ["delete", "update"]
 """
     )
 
@@ -279,7 +277,7 @@ def _banner(
     if db is not None:
         lines.append(
             f"  database  {db.database} on {db.host}:{db.port}: resources shop-db (analysts, "
-            "direct, masked) and shop-db-admin (dba-leads, on request)"
+            "direct) and shop-db-admin (dba-leads, on request; deletes and updates reviewed)"
         )
     for item in left_out:
         lines.append(f"  left out  {item}")

@@ -88,6 +88,7 @@ class Central:
         )
         central.approvals.start()
         central.policy = SqlPolicy(config)
+        _warn_unenforced(config)
         return central
 
     def reload(self) -> bool:
@@ -105,6 +106,7 @@ class Central:
             config = config.model_copy(update={k: getattr(self.config, k) for k in changed})
         self.policy = SqlPolicy(config)
         self.config = config
+        _warn_unenforced(config)
         log.info(
             "reloaded %s: %d resources, %d roles, %d rules",
             config.path,
@@ -120,3 +122,13 @@ class Central:
         await self.recorder.close()
         await self.http.aclose()
         await self.store.close()
+
+
+def _warn_unenforced(config: Config) -> None:
+    # Masking is not in this release: say so loudly rather than let a rule look in force.
+    for i, rule in enumerate(config.rules):
+        if rule.action == "mask":
+            log.warning(
+                "rule %s (mask) is NOT enforced: masking is not part of this release",
+                rule.name or f"rules[{i}]",
+            )

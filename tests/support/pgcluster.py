@@ -21,8 +21,6 @@ raises `ClusterError` with the reason and the tail of the server log: these test
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 import pwd
 import shutil
@@ -34,10 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from central.tls import issue_server_cert, key_pem, make_ca, pem
 
 PG_BIN_ENV = "WATCHGATE_TEST_PG_BIN"
 """Environment variable naming the folder of `initdb` / `pg_ctl` / `psql`, when not the default."""
@@ -172,116 +167,25 @@ def _run(
 # --- certificates ---------------------------------------------------------------------------
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _make_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _make_server_cert(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, host: str
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(host))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(host)), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def _write_tls_files(data_dir: Path, certs_dir: Path, host: str) -> tuple[Path, Path]:
     """Server key and certificate into the data folder; the CA certificates into `certs_dir`."""
-    ca_key, ca_cert = _make_ca("watchgate test CA")
-    _, wrong_ca_cert = _make_ca("watchgate unrelated test CA")
-    server_key, server_cert = _make_server_cert(ca_key, ca_cert, host)
+    ca_key, ca_cert = make_ca("watchgate test CA", days=2)
+    _, wrong_ca_cert = make_ca("watchgate unrelated test CA", days=2)
+    server_key, server_cert = issue_server_cert(ca_key, ca_cert, host, days=2)
 
     account = pwd.getpwnam(_OS_USER)
     key_path = data_dir / "server.key"
-    key_path.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key_path.write_bytes(key_pem(server_key))
     cert_path = data_dir / "server.crt"
-    cert_path.write_bytes(_pem(server_cert))
+    cert_path.write_bytes(pem(server_cert))
     for path in (key_path, cert_path):
         os.chown(path, account.pw_uid, account.pw_gid)
         path.chmod(0o600)
 
     ca_file = certs_dir / "ca.crt"
-    ca_file.write_bytes(_pem(ca_cert))
+    ca_file.write_bytes(pem(ca_cert))
     wrong_ca_file = certs_dir / "wrong-ca.crt"
-    wrong_ca_file.write_bytes(_pem(wrong_ca_cert))
+    wrong_ca_file.write_bytes(pem(wrong_ca_cert))
     return ca_file, wrong_ca_file
 
 

@@ -51,6 +51,8 @@ async def serve(
     central = await Central.start(config)
     try:
         stop = stop or _stop_on_signals()
+        # SIGHUP reloads the policy. Loops that cannot take signal handlers (Windows, or a loop
+        # outside the main thread, as when a test serves central in-process) just go without.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, central.reload)
         sock = api_socket or bind(config.server.api_listen.host, config.server.api_listen.port)

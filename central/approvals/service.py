@@ -705,44 +705,41 @@ def _data(view: ItemView) -> dict[str, object]:
 def _access_view(row: AccessRequest, decisions: list[ReviewerDecision]) -> AccessRequestView:
     requested = row.requested_seconds or row.duration_seconds
     return AccessRequestView(
-        id=row.id,
-        requester=row.requester,
-        resource=row.resource,
-        reason=row.reason,
-        status=row.status,
+        **_item_fields(row, decisions),
         requested_duration=requested,
         duration=row.duration_seconds,
         capped=requested > row.duration_seconds,
-        required_approvals=row.required_approvals,
-        approvals=sum(d.decision == "approve" for d in decisions),
-        decisions=decisions,
-        created_at=row.created_at,
-        decided_at=row.decided_at,
-        expires_at=row.expires_at,
-        decided_by=row.decided_by,
-        comment=row.comment,
     )
 
 
 def _review_view(row: CommandReview, decisions: list[ReviewerDecision]) -> CommandReviewView:
     return CommandReviewView(
-        id=row.id,
-        requester=row.requester,
-        resource=row.resource,
+        **_item_fields(row, decisions),
         session_id=row.session_id,
         statement=row.statement,
         rule=row.rule,
-        reason=row.reason,
-        status=row.status,
-        required_approvals=row.required_approvals,
-        approvals=sum(d.decision == "approve" for d in decisions),
-        decisions=decisions,
-        created_at=row.created_at,
-        decided_at=row.decided_at,
-        expires_at=row.expires_at,
-        decided_by=row.decided_by,
-        comment=row.comment,
     )
+
+
+def _item_fields(
+    row: AccessRequest | CommandReview, decisions: list[ReviewerDecision]
+) -> dict[str, Any]:
+    """What access requests and command reviews show alike."""
+    return {
+        "id": row.id,
+        "requester": row.requester,
+        "resource": row.resource,
+        "reason": row.reason,
+        "status": row.status,
+        "required_approvals": row.required_approvals,
+        "approvals": sum(d.decision == "approve" for d in decisions),
+        "decisions": decisions,
+        "created_at": row.created_at,
+        "decided_at": row.decided_at,
+        "expires_at": row.expires_at,
+        "decided_by": row.decided_by,
+        "comment": row.comment,
+    }
 
 
 async def _serialise(s: AsyncSession, store: Store, key: str) -> None:

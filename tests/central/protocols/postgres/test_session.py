@@ -149,7 +149,6 @@ async def test_psycopg_simple_extended_and_pipeline(gw: Gateway) -> None:
     async with await psycopg.AsyncConnection.connect(gw.dsn, autocommit=True) as conn:
         cur = await conn.execute("SELECT name FROM items WHERE id = %s", (7,))
         assert await cur.fetchone() == ("item 7",)
-        await conn.execute("SELECT 1; SELECT 2", prepare=False) if False else None
         async with conn.pipeline():
             c1 = await conn.execute("SELECT count(*) FROM items")
             c2 = await conn.execute("INSERT INTO items VALUES (%s, %s)", (300, "piped"))

@@ -135,7 +135,9 @@ def wait_port(port: int, timeout: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def watchgate() -> Iterator[tuple[str, int, int]]:
+def watchgate(database: str = DB, extra: str = "") -> Iterator[tuple[str, int, int]]:
+    """Central and `watchgate connect` as their own processes; yields (URI, pids). `extra` is
+    appended to the config (rules, for instance)."""
     work = Path(tempfile.mkdtemp(prefix="wg-bench-"))
     api, tunnel, local = free_port(), free_port(), free_port()
     (work / "watchgate.toml").write_text(
@@ -152,13 +154,13 @@ groups = ["bench"]
 name = "db"
 kind = "postgres"
 address = "127.0.0.1:5432"
-database = "{DB}"
+database = "{database}"
 username = "postgres"
 [[roles]]
 name = "bench"
 groups = ["bench"]
 resources = ["db"]
-"""
+{extra}"""
     )
     env = {
         **os.environ,

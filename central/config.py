@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from central.masking.detectors import DETECTORS
+
 
 class ConfigError(Exception):
     """A configuration that cannot be used; `str()` is the one line shown to the operator."""
@@ -231,14 +233,24 @@ class RuleConfig(_Section):
     detectors: list[str] = []
     style: Literal["full", "partial", "hash", "null"] = "full"
     strict: bool = False
+    on_copy: Literal["mask", "refuse"] = "mask"  # COPY ... TO STDOUT of masked columns
     shell: bool | None = None
     record_input: bool | None = None
 
     @model_validator(mode="after")
     def _matches_something(self) -> Self:
         if self.action == "mask":
-            if not (self.columns or self.detectors):
-                raise ValueError("a mask rule needs columns or detectors")
+            if not (self.columns or self.detectors or self.strict):
+                raise ValueError("a mask rule needs columns, detectors or strict = true")
+            unknown = sorted(set(self.detectors) - set(DETECTORS))
+            if unknown:
+                known = ", ".join(sorted(DETECTORS))
+                raise ValueError(f"unknown detector {unknown[0]!r} (known: {known})")
+            for pattern in self.columns:
+                if not 2 <= pattern.count(".") + 1 <= 3 or "" in pattern.split("."):
+                    raise ValueError(
+                        f"column pattern {pattern!r} must be table.column or schema.table.column"
+                    )
         elif not (self.statements or self.functions or self.commands or self.shell is False):
             raise ValueError(f"a {self.action} rule needs statements, functions or commands")
         return self

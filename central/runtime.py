@@ -6,7 +6,10 @@ I/O on import, so tests can build a Central around any config.
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -18,7 +21,9 @@ from central.idp.issuer import BuiltinIssuer
 from central.idp.keys import SigningKeys
 from central.idp.users import UserDirectory
 from central.logs import AuditLog, get_logger
+from central.masking.policy import Masking, rules_for
 from central.policy.rules import SqlPolicy
+from central.protocols.postgres.catalog import CatalogCache
 from central.recording import Recorder
 from central.sessions import SessionRegistry
 from central.store import Store
@@ -42,6 +47,9 @@ class Central:
     # Built in start() around this Central, so that it always reads the config in force.
     approvals: Approvals = field(init=False)
     policy: SqlPolicy = field(init=False)
+    catalogs: CatalogCache = field(default_factory=CatalogCache)
+    masking_key: bytes = field(default=b"", repr=False)
+    _maskings: dict[str, Masking | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     async def start(cls, config: Config) -> Central:
@@ -88,8 +96,15 @@ class Central:
         )
         central.approvals.start()
         central.policy = SqlPolicy(config)
-        _warn_unenforced(config)
+        central.masking_key = load_or_create_masking_key(config.data_dir)
         return central
+
+    def masking(self, resource: str) -> Masking | None:
+        """The mask rules in force for `resource`, compiled once per configuration."""
+        if resource not in self._maskings:
+            rules = rules_for(resource, self.config.rules)
+            self._maskings[resource] = Masking(rules, self.masking_key) if rules else None
+        return self._maskings[resource]
 
     def reload(self) -> bool:
         """Re-read the config file (SIGHUP): roles, rules and resources apply to the next
@@ -106,7 +121,7 @@ class Central:
             config = config.model_copy(update={k: getattr(self.config, k) for k in changed})
         self.policy = SqlPolicy(config)
         self.config = config
-        _warn_unenforced(config)
+        self._maskings = {}
         log.info(
             "reloaded %s: %d resources, %d roles, %d rules",
             config.path,
@@ -124,11 +139,21 @@ class Central:
         await self.store.close()
 
 
-def _warn_unenforced(config: Config) -> None:
-    # Masking is not in this release: say so loudly rather than let a rule look in force.
-    for i, rule in enumerate(config.rules):
-        if rule.action == "mask":
-            log.warning(
-                "rule %s (mask) is NOT enforced: masking is not part of this release",
-                rule.name or f"rules[{i}]",
-            )
+def load_or_create_masking_key(data_dir: Path) -> bytes:
+    """The key of the hash masking style: 32 random bytes in the data directory (0600).
+
+    It lives beside central, never in the store: whoever reads the store (an auditor, a
+    backup) must not be able to test guesses against the tokens in recorded results.
+    """
+    path = data_dir / "keys" / "masking.key"
+    if path.exists():
+        key = path.read_bytes()
+        if len(key) < 16:
+            raise ConfigError(f"{path}: the masking key is shorter than 16 bytes")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key

@@ -21,6 +21,7 @@ from central.identity.tokens import Identity, IssuerUnavailable, TokenRejected
 from central.logs import get_logger
 from central.policy.access import Entitlement, entitlement
 from central.policy.enforce import SessionGate
+from central.protocols.postgres.masking import SessionMasking
 from central.protocols.postgres.session import PostgresSession
 from central.protocols.postgres.target import (
     TargetError,
@@ -158,8 +159,12 @@ class TunnelServer:
             encode_frame(TunnelAnswer(status="accept", session_id=live.id, expires_at=deadline))
         )
         reason = "ended"
+        masking = central.masking(res.name)
         try:
             session = PostgresSession(
+                masking=None
+                if masking is None
+                else SessionMasking(masking, central.catalogs, spec),
                 gate=SessionGate(central, identity, res.name, live.id),
                 live=live,
                 recording=recording,

@@ -261,7 +261,7 @@ _COMMENT_EDGE = re.compile(r"/\*|\*/")
 _OP_SPECIAL = frozenset("~!@#%^&|`?")
 
 
-class _LexError(Exception):
+class LexError(Exception):
     """The text cannot be cut into tokens the way the server would (it would reject it)."""
 
 
@@ -320,15 +320,15 @@ def _unicode_unescape(body: str, escape: str) -> str:
         elif re.fullmatch(r"[0-9a-fA-F]{4}", body[i + 1 : i + 5]):
             code, i = int(body[i + 1 : i + 5], 16), i + 5
         else:
-            raise _LexError("invalid Unicode escape")
+            raise LexError("invalid Unicode escape")
         if 0xD800 <= code <= 0xDBFF:  # a surrogate pair written as two escapes
             m = re.compile(re.escape(escape) + r"([0-9a-fA-F]{4})").match(body, i)
             if not m or not 0xDC00 <= int(m.group(1), 16) <= 0xDFFF:
-                raise _LexError("invalid Unicode surrogate pair")
+                raise LexError("invalid Unicode surrogate pair")
             code = 0x10000 + ((code - 0xD800) << 10) + (int(m.group(1), 16) - 0xDC00)
             i = m.end()
         if code == 0 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
-            raise _LexError("invalid Unicode escape value")
+            raise LexError("invalid Unicode escape value")
         out.append(chr(code))
     return "".join(out)
 
@@ -362,7 +362,7 @@ def _lex_pg(text: str, backslash_quotes: bool) -> list[Token]:
                     pos = edge.end()
                     break
             else:
-                raise _LexError("unterminated /* comment")
+                raise LexError("unterminated /* comment")
             continue
         if kind in ("es", "us", "xs", "s"):
             if kind == "es" or (kind == "s" and backslash_quotes):
@@ -373,7 +373,7 @@ def _lex_pg(text: str, backslash_quotes: bool) -> list[Token]:
             while True:
                 b = body_re.match(text, pos)
                 if b is None:
-                    raise _LexError("unterminated quoted string")
+                    raise LexError("unterminated quoted string")
                 parts.append(text[pos : b.end() - 1])
                 pos = b.end()
                 more = _PG_CONTINUE.match(text, pos)
@@ -390,11 +390,11 @@ def _lex_pg(text: str, backslash_quotes: bool) -> list[Token]:
         if kind == "qi" or kind == "ui":
             b = _BODY_DQ.match(text, pos)
             if b is None:
-                raise _LexError("unterminated quoted identifier")
+                raise LexError("unterminated quoted identifier")
             body = text[pos : b.end() - 1]
             pos = b.end()
             if not body:
-                raise _LexError("zero-length delimited identifier")
+                raise LexError("zero-length delimited identifier")
             if kind == "ui":
                 tokens.append(("U", body, start, pos))  # decoded after UESCAPE
             else:
@@ -404,7 +404,7 @@ def _lex_pg(text: str, backslash_quotes: bool) -> list[Token]:
             delim = m.group(kind)
             close = text.find(delim, pos)
             if close < 0:
-                raise _LexError("unterminated dollar-quoted string")
+                raise LexError("unterminated dollar-quoted string")
             tokens.append(("s", text[pos:close], start, close + len(delim)))
             pos = close + len(delim)
             continue
@@ -446,7 +446,7 @@ def _resolve_uescape(tokens: list[Token]) -> list[Token]:
             ):
                 escape = tokens[i + 2][1]
                 if len(escape) != 1 or escape in "0123456789abcdefABCDEF+'\" \t\n\r\f":
-                    raise _LexError("invalid Unicode escape character")
+                    raise LexError("invalid Unicode escape character")
                 end = tokens[i + 2][3]
                 i += 2
             if typ == "u":
@@ -481,7 +481,7 @@ def _lex_my(text: str, mode: str) -> list[Token]:
         if kind == "bc" or kind == "xc":
             close = text.find("*/", pos)
             if close < 0:
-                raise _LexError("unterminated /* comment")
+                raise LexError("unterminated /* comment")
             pos = close + 2
             if kind == "xc":
                 # MySQL runs the inside of /*! ... */ as SQL: mark it; the statement is opaque.
@@ -500,7 +500,7 @@ def _lex_my(text: str, mode: str) -> list[Token]:
                 body_re = _BODY_DQ_BS if escapes else _BODY_DQ
             b = body_re.match(text, pos)
             if b is None:
-                raise _LexError("unterminated quoted string")
+                raise LexError("unterminated quoted string")
             body = text[pos : b.end() - 1]
             pos = b.end()
             if escapes and kind != "xs":
@@ -511,7 +511,7 @@ def _lex_my(text: str, mode: str) -> list[Token]:
             quote = '"' if kind == "qi" else "`"
             b = (_BODY_DQ if kind == "qi" else _BODY_BT).match(text, pos)
             if b is None:
-                raise _LexError("unterminated quoted identifier")
+                raise LexError("unterminated quoted identifier")
             body = text[pos : b.end() - 1]
             pos = b.end()
             tokens.append(("q", body.replace(quote * 2, quote), start, pos))
@@ -530,8 +530,8 @@ def _my_unescape(m: re.Match[str]) -> str:
     return _MY_ESCAPES.get(m.group(1), m.group(1))
 
 
-def _lex(text: str, dialect: SqlDialect, backslash_escapes: bool | None) -> list[_Lexed]:
-    """Cut `text` into statements. Raises _LexError when the text cannot be read, or can be
+def lex(text: str, dialect: SqlDialect, backslash_escapes: bool | None) -> list[_Lexed]:
+    """Cut `text` into statements. Raises LexError when the text cannot be read, or can be
     read in more than one way depending on server settings we do not know (see `classify`)."""
     if dialect == "postgres":
         tokens = _lex_pg(text, backslash_quotes=bool(backslash_escapes))
@@ -540,7 +540,7 @@ def _lex(text: str, dialect: SqlDialect, backslash_escapes: bool | None) -> list
             and "\\" in text
             and _spans(_lex_pg(text, backslash_quotes=True)) != _spans(tokens)
         ):
-            raise _LexError(
+            raise LexError(
                 "ambiguous: a backslash in a string would end it early if "
                 "standard_conforming_strings were off"
             )
@@ -552,7 +552,7 @@ def _lex(text: str, dialect: SqlDialect, backslash_escapes: bool | None) -> list
         if "\\" in text and backslash_escapes is not False:
             for mode in other_modes:
                 if _spans(_lex_my(text, mode)) != _spans(tokens):
-                    raise _LexError(
+                    raise LexError(
                         "ambiguous: a backslash in a quoted string is read differently "
                         "under the NO_BACKSLASH_ESCAPES or ANSI_QUOTES SQL modes"
                     )
@@ -830,7 +830,7 @@ _OPAQUE_KINDS: Final = {
     "load": "LOAD loads a shared library into the server",
 }
 
-_STRING_TOKEN_TYPES: Final = frozenset(
+STRING_TOKEN_TYPES: Final = frozenset(
     {
         TokenType.STRING,
         TokenType.NATIONAL_STRING,
@@ -891,8 +891,8 @@ def classify(
     safe but refuses e.g. MySQL clients' `'O\\'Brien'` escaping.
     """
     try:
-        lexed = _lex(sql, dialect, backslash_escapes)
-    except _LexError as e:
+        lexed = lex(sql, dialect, backslash_escapes)
+    except LexError as e:
         reason = f"the text cannot be read safely: {e}"
         info = StatementInfo(kind="unknown", opaque=True, text=sql.strip(), opaque_reason=reason)
         return Classification((info,), reason)
@@ -1650,7 +1650,7 @@ def _parse(tokens: list[Token], dialect: SqlDialect, canon: _Canon | None) -> _R
             return _opaque(
                 token_kind, why, writes=verb in _WRITE_VERBS, functions=_called_names(tokens)
             ), None
-        strings = sum(1 for t in sg_tokens if t.token_type in _STRING_TOKEN_TYPES)
+        strings = sum(1 for t in sg_tokens if t.token_type in STRING_TOKEN_TYPES)
         idents = sum(1 for t in sg_tokens if t.token_type == TokenType.IDENTIFIER)
         if (
             any(t.comments for t in sg_tokens)

@@ -208,3 +208,21 @@ def test_serve_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
         f"watchgate-central: config error: {path}: resources[0].address: bad address "
         "'127.0.0.1:99999': port must be a number from 1 to 65535"
     ]
+
+
+MASK_RULE = '\n[[rules]]\nresources = ["shop-db"]\naction = "mask"\n'
+
+
+def test_mask_rule_with_an_unknown_detector(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, GOOD + MASK_RULE + 'detectors = ["email", "passport"]\n')
+    assert msg.startswith("rules[1]: unknown detector 'passport' (known: ")
+
+
+def test_mask_rule_column_pattern_needs_a_table(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, GOOD + MASK_RULE + 'columns = ["ssn"]\n')
+    assert msg == "rules[1]: column pattern 'ssn' must be table.column or schema.table.column"
+
+
+def test_mask_rule_needs_something_to_mask(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, GOOD + MASK_RULE)
+    assert msg == "rules[1]: a mask rule needs columns, detectors or strict = true"

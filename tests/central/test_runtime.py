@@ -10,7 +10,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from central.config import ConfigError
+from central.runtime import load_or_create_masking_key
 from tests.support.central import free_socket
 
 CONFIG = """
@@ -113,3 +116,14 @@ def test_sighup_reloads_roles_and_refuses_a_broken_file(tmp_path: Path) -> None:
         assert proc.wait(30) == 0
     finally:
         proc.kill()
+
+
+def test_the_masking_key_is_created_once_private_and_kept(tmp_path: Path) -> None:
+    key = load_or_create_masking_key(tmp_path)
+    path = tmp_path / "keys" / "masking.key"
+    assert len(key) == 32 and path.read_bytes() == key
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_or_create_masking_key(tmp_path) == key  # a restart keeps the tokens stable
+    path.write_bytes(b"short")
+    with pytest.raises(ConfigError, match="shorter than 16 bytes"):
+        load_or_create_masking_key(tmp_path)

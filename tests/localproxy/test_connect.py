@@ -13,11 +13,10 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 
 from localproxy.profile import default_port
 from tests.support.central import USERS, Running, free_socket, running_central
+from tests.support.clients import Result, psql_binary, run
 from tests.support.gateway import resource_for
 from tests.support.pgtemp import temporary_database
 
@@ -57,13 +57,6 @@ ROLES = [
     },
 ]
 CONNECTION = re.compile(r"postgresql://alice:([A-Za-z0-9_-]+)@127\.0\.0\.1:(\d+)/(\w+)")
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    stdout: str
-    stderr: str
 
 
 @dataclass
@@ -99,27 +92,7 @@ class Setup:
         return [sys.executable, "-m", "localproxy.cli", "--central", self.url, *args]
 
     async def cli(self, *args: str, user: str = "alice") -> Result:
-        return await run(*self.argv(*args), env=self.env(user))
-
-
-async def run(*argv: str, env: Mapping[str, str], timeout: float = RUN_TIMEOUT) -> Result:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=dict(env),
-        cwd=REPO,
-    )
-    try:
-        # Awaiting (not blocking) keeps the in-process central serving the child.
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"{' '.join(argv)} still running after {timeout} s") from None
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
+        return await run(*self.argv(*args), env=self.env(user), cwd=REPO, timeout=RUN_TIMEOUT)
 
 
 @pytest.fixture
@@ -184,17 +157,6 @@ async def connected(setup: Setup, *extra: str) -> AsyncIterator[Connected]:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-
-
-def psql_binary() -> str:
-    found = shutil.which("psql")
-    if found is None:
-        pytest.fail(
-            "psql is required: install the Debian package postgresql-client "
-            "(`scripts/provision` does it)",
-            pytrace=False,
-        )
-    return found
 
 
 async def psql(setup: Setup, uri: str, *args: str) -> Result:

@@ -262,6 +262,31 @@ class FrameReader:
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         return data, events, count
 
+    def take_run(self, typ: int) -> tuple[bytes, int, int, int] | None:
+        """Consume the complete frames of type `typ` that come next in the current chunk.
+
+        Returns `(buffer, start, end, count)`: `buffer[start:end]` is `count` (one or more)
+        whole frames of that type, consumed. None when the next frame is of another type,
+        incomplete, or straddles chunks (`next_frame` then returns it). For rewriting a run of
+        DataRows without a Frame object per row.
+        """
+        if not self._typed:
+            return None
+        buf, start = self._buf, self._pos
+        pos, n, max_size = start, len(buf), self._max_size
+        count = 0
+        while n - pos >= 5:
+            t, length = _HEADER(buf, pos)
+            end = pos + 1 + length
+            if t != typ or end > n or not 4 <= length <= max_size:
+                break
+            pos = end
+            count += 1
+        if not count:
+            return None
+        self._pos = pos
+        return buf, start, pos, count
+
     def next_byte(self) -> int | None:
         """One unframed byte: the server's single-byte answer ('S', 'N') to SSLRequest or
         GSSENCRequest. None until it arrives."""

@@ -29,8 +29,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from central.logs import ContextLogger
+from central.masking.policy import Refusal
+from central.masking.rows import RowError
 from central.policy.enforce import FORWARD, Verdict
 from central.policy.rules import Decision
+from central.protocols.postgres.catalog import CatalogError
 from central.protocols.postgres.codec import (
     Frame,
     FrameReader,
@@ -38,6 +41,7 @@ from central.protocols.postgres.codec import (
     decode_frontend,
     encode,
 )
+from central.protocols.postgres.masking import MaskingFailed, SessionMasking
 from central.protocols.postgres.messages import (
     Authentication,
     BackendKeyData,
@@ -104,8 +108,13 @@ class PostgresSession:
         target: TargetConnection,
         gate: Gate,
         log: ContextLogger,
+        masking: SessionMasking | None = None,
     ) -> None:
         self.live = live
+        self.masking = masking
+        if masking is not None:
+            scs = target.parameters.get("standard_conforming_strings", "on")
+            masking.backslash_escapes = scs == "off"
         self.recording = recording
         self.c_reader, self.c_writer = client
         self.target = target
@@ -134,6 +143,19 @@ class PostgresSession:
             self._on_target_data, lambda exc: self._end("target closed the connection")
         )
         client.peer, target.peer = target, client
+        if self.masking is not None:
+            try:
+                await self.masking.refresh()
+            except CatalogError as e:
+                self.log.error("masking cannot start: %s", e)
+                self.c_writer.write(
+                    encode(
+                        error_response(
+                            "58000", f"Watchgate: masking cannot start: {e}", severity="FATAL"
+                        )
+                    )
+                )
+                return f"masking cannot start: {e}"
         self.c_transport, c_left = adopt(self.c_reader, self.c_writer, client)
         self.t_transport, t_left = adopt(self.target.reader, self.target.writer, target)
         self._greet()
@@ -239,23 +261,35 @@ class PostgresSession:
         if kind in _PASSTHROUGH_FRONTEND:
             out.append(frame.raw)
         elif kind == _Q:
+            if self._catalog_stale(frame):
+                return False
             query = decode_frontend(frame)
             assert isinstance(query, Query)
             verdict = self._judge(frame, query.sql, "simple")
             if verdict is _HOLD:
                 return False
             if isinstance(verdict, Verdict):
-                self.tracker.query(query.sql, verdict)
-                out.append(frame.raw)
+                masking = self.masking
+                if masking is None or not self._masking_refused(
+                    query.sql, "simple", masking.query(query.sql)
+                ):
+                    self.tracker.query(query.sql, verdict)
+                    out.append(frame.raw)
         elif kind == _P:
+            if self._catalog_stale(frame):
+                return False
             parse = decode_frontend(frame)
             assert isinstance(parse, Parse)
             verdict = self._judge(frame, parse.sql, "extended")
             if verdict is _HOLD:
                 return False
             if isinstance(verdict, Verdict):
-                self.tracker.parse(parse, verdict)
-                self._forward_extended(frame, out)
+                masking = self.masking
+                if masking is None or not self._masking_refused(
+                    parse.sql, "extended", masking.parse(parse.name, parse.sql)
+                ):
+                    self.tracker.parse(parse, verdict)
+                    self._forward_extended(frame, out)
         elif kind == _B:
             bind = decode_frontend(frame)
             assert isinstance(bind, Bind)
@@ -273,22 +307,30 @@ class PostgresSession:
                 )
                 return True
             self.tracker.bind(bind)
+            if self.masking is not None:
+                self.masking.bind(bind)
             self._forward_extended(frame, out)
         elif kind == _E:
             execute = decode_frontend(frame)
             assert isinstance(execute, Execute)
             self.tracker.execute(execute.portal)
+            if self.masking is not None:
+                self.masking.execute(execute.portal)
             self._forward_extended(frame, out)
         elif kind == _D:
             describe = decode_frontend(frame)
             assert isinstance(describe, Describe)
             if describe.kind == "S":
                 self.tracker.describe_statement(describe.name)
+            if self.masking is not None:
+                self.masking.describe(describe.kind, describe.name)
             self._forward_extended(frame, out)
         elif kind == _C:
             close = decode_frontend(frame)
             assert isinstance(close, Close)
             self.tracker.close(close)
+            if self.masking is not None:
+                self.masking.close(close.kind, close.name)
             self._forward_extended(frame, out)
         elif kind == _S:
             self._sync(frame, out)
@@ -315,6 +357,8 @@ class PostgresSession:
             self._inject(b"")  # the batch never reached the target: we end it ourselves
             return
         self.tracker.sync()
+        if self.masking is not None:
+            self.masking.sync()
         out.append(frame.raw)
         if discard == "forward":
             # Earlier messages of this batch are with the target: our error goes right
@@ -337,6 +381,43 @@ class PostgresSession:
             return _REFUSED
         self._hold(frame, sql, protocol, decision)
         return _HOLD
+
+    def _catalog_stale(self, frame: Frame) -> bool:
+        """Hold the relay while the masking catalog is re-read (after DDL); True if held."""
+        masking = self.masking
+        if masking is None or masking.ready:
+            return False
+        self._queue.appendleft(frame)
+        self._holding = True
+        self.c_transport.pause_reading()
+        task = asyncio.ensure_future(self._refresh_catalog(masking))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _refresh_catalog(self, masking: SessionMasking) -> None:
+        try:
+            await masking.refresh()
+        except CatalogError as e:
+            # Without a catalog nothing can be planned: fail closed, end the session.
+            self.log.error("masking catalog unavailable: %s", e)
+            self._fatal("58000", f"Watchgate: session ended: masking cannot plan: {e}")
+            self._end(f"masking catalog unavailable: {e}")
+            return
+        if self._done.done():
+            return
+        self._holding = False
+        self.c_transport.resume_reading()
+        self._pump()
+
+    def _masking_refused(self, sql: str, protocol: str, refusal: Refusal | None) -> bool:
+        """Tell the client why masking refuses a statement; False when it was not refused."""
+        if refusal is None:
+            return False
+        self.log.info("masking refused a statement: %s", refusal.reason)
+        message = f"Watchgate: {refusal.reason}"
+        self._refuse(sql, protocol, "42501", message, "mask", refusal.rule, "refused")
+        return True
 
     def _refuse(
         self,
@@ -426,20 +507,9 @@ class PostgresSession:
     def _on_target_data(self, data: bytes) -> None:
         if self._done.done():
             return
-        tracker = self.tracker
         try:
             self._t_frames.receive_data(data)
-            chunk, events, tail_rows = self._t_frames.scan(TRACKED_BACKEND, DATA_ROW)
-            start = 0
-            pieces: list[bytes] = []
-            for end, rows, frame in events:
-                if rows:
-                    tracker.count_rows(rows)
-                tracker.backend(frame)
-                if frame.type == READY and self._injected:
-                    start = self._place_injected(chunk, start, end - len(frame.raw), end, pieces)
-            if tail_rows:
-                tracker.count_rows(tail_rows)
+            chunk = self._relay() if self.masking is None else self._relay_masked()
         except ProtocolError as e:
             self.log.warning("protocol error from target: %s", e)
             self._fatal("08P01", f"Watchgate: the target sent malformed data: {e}")
@@ -449,11 +519,71 @@ class PostgresSession:
             self._fatal("58030", "Watchgate: session ended: the recording is unavailable")
             self._end("recording unavailable")
             return
+        except (MaskingFailed, RowError) as e:
+            self._masking_failed(str(e))
+            return
+        except Exception as e:  # a bug in masking must not let a row through: fail closed
+            if self.masking is None:
+                raise
+            self.log.exception("masking failed")
+            self._masking_failed(f"internal error ({type(e).__name__})")
+            return
+        if chunk:
+            self.c_transport.write(chunk)
+
+    def _masking_failed(self, why: str) -> None:
+        self.log.error("masking failed, session ended: %s", why)
+        self._fatal("XX000", f"Watchgate: masking failed, the result was withheld: {why}")
+        self._end(f"masking failed: {why}")
+
+    def _relay(self) -> bytes:
+        """Everything the target sent, unchanged but for our own replies spliced in."""
+        tracker = self.tracker
+        chunk, events, tail_rows = self._t_frames.scan(TRACKED_BACKEND, DATA_ROW)
+        start = 0
+        pieces: list[bytes] = []
+        for end, rows, frame in events:
+            if rows:
+                tracker.count_rows(rows)
+            tracker.backend(frame)
+            if frame.type == READY and self._injected:
+                start = self._place_injected(chunk, start, end - len(frame.raw), end, pieces)
+        if tail_rows:
+            tracker.count_rows(tail_rows)
         if pieces:
             pieces.append(chunk[start:])
             chunk = b"".join(pieces)
-        if chunk:
-            self.c_transport.write(chunk)
+        return chunk
+
+    def _relay_masked(self) -> bytes:
+        """The same, frame by frame through masking; runs of DataRows are handled at once."""
+        frames, tracker, masking = self._t_frames, self.tracker, self.masking
+        assert masking is not None
+        out: list[bytes] = []
+        while True:
+            run = frames.take_run(DATA_ROW)
+            if run is not None:
+                buf, start, end, count = run
+                out.append(masking.data_rows(buf, start, end))
+                tracker.count_rows(count)
+                continue
+            frame = frames.next_frame()
+            if frame is None:
+                break
+            if frame.type == DATA_ROW:  # one that straddled chunks
+                out.append(masking.data_rows(frame.raw, 0, len(frame.raw)))
+                tracker.count_rows(1)
+                continue
+            raw = masking.backend(frame)
+            if raw is not frame.raw:
+                frame = Frame(frame.type, raw)
+            if frame.type in TRACKED_BACKEND:
+                tracker.backend(frame)
+            if frame.type == READY and self._injected:
+                self._place_injected(raw, 0, 0, len(raw), out)
+            else:
+                out.append(raw)
+        return b"".join(out)
 
     def _place_injected(
         self, chunk: bytes, start: int, ready_at: int, ready_end: int, pieces: list[bytes]

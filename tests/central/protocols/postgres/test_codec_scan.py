@@ -65,3 +65,51 @@ def test_scan_rejects_a_bad_length() -> None:
 def test_scan_is_for_typed_frames() -> None:
     with pytest.raises(ProtocolError):
         FrameReader(startup=True).scan(TRACKED, D)
+
+
+@given(messages, st.lists(st.integers(min_value=1, max_value=64), max_size=30))
+def test_take_run_and_next_frame_together_yield_every_frame_in_order(
+    msgs: list[object], cuts: list[int]
+) -> None:
+    stream = b"".join(encode(m) for m in msgs)  # type: ignore[arg-type]
+    reader = FrameReader()
+    seen: list[tuple[int, bytes]] = []
+    pos = 0
+
+    def drain() -> None:
+        while True:
+            run = reader.take_run(D)
+            if run is not None:
+                buf, start, end, count = run
+                reader2 = FrameReader()
+                reader2.receive_data(buf[start:end])
+                frames = [(f.type, f.raw) for f in reader2.frames()]
+                assert len(frames) == count and all(t == D for t, _ in frames)
+                seen.extend(frames)
+                continue
+            frame = reader.next_frame()
+            if frame is None:
+                return
+            seen.append((frame.type, frame.raw))
+
+    for cut in cuts:
+        reader.receive_data(stream[pos : pos + cut])
+        pos += cut
+        drain()
+    if pos < len(stream):
+        reader.receive_data(stream[pos:])
+        drain()
+    expected = FrameReader()
+    expected.receive_data(stream)
+    assert seen == [(f.type, f.raw) for f in expected.frames()]
+
+
+def test_take_run_stops_at_another_type_and_consumes_nothing_then() -> None:
+    reader = FrameReader()
+    rows = encode(DataRow((b"a",))) + encode(DataRow((None,)))
+    reader.receive_data(rows + encode(CommandComplete("SELECT 2")))
+    run = reader.take_run(D)
+    assert run is not None and run[0][run[1] : run[2]] == rows
+    assert reader.take_run(D) is None
+    frame = reader.next_frame()
+    assert frame is not None and frame.type == ord("C")

@@ -1,0 +1,445 @@
+"""Masking in one PostgreSQL session: plan each statement, follow the results, rewrite them.
+
+The session tells `SessionMasking` every client message it forwards and hands it every target
+message on the way back. On the client side each statement is planned against the target's
+catalog (`central.masking.policy`): a Plan says which result columns are masked, or a Refusal
+says the statement may not run. Plans are remembered where PostgreSQL remembers the statement:
+DECLAREd cursors (for FETCH), SQL-level PREPAREd statements (for EXECUTE), protocol-level
+prepared statements and portals (for Bind/Execute, whose DataRows may come without any
+RowDescription when the client described the statement earlier).
+
+On the target side it keeps a queue of what the target will answer, in order: a simple Query's
+result sets, a Describe's RowDescription, an Execute's rows, a Sync's ReadyForQuery. Every
+RowDescription is matched with the statement it describes, so the cells of each DataRow and
+CopyData are rewritten by the right column's rule. Errors and notices are scrubbed: detectors
+over their texts always, and for a statement that read masked data, quoted values and the
+detail are withheld (`invalid input syntax for type integer: "123-45-6789"`).
+
+Anything unexpected fails closed: an exception here ends the session before a row passes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from central.masking.catalog import Catalog, Relation
+from central.masking.lineage import Analysis, analyze
+from central.masking.policy import Masking, Plan, Refusal
+from central.masking.rows import CellFn, CopyRows, mask_cell, rewrite_data_rows, scan_cell
+from central.masking.styles import mask_spans
+from central.protocols.postgres.catalog import CatalogCache
+from central.protocols.postgres.codec import Frame, decode_backend, encode
+from central.protocols.postgres.messages import (
+    Bind,
+    CopyOutResponse,
+    ErrorResponse,
+    FieldDescription,
+    NoticeResponse,
+    ParameterStatus,
+    RowDescription,
+)
+from central.protocols.postgres.target import TargetSpec
+
+_T, _N_DATA, _C, _I, _S_SUSP, _E, _N, _Z, _H, _D_COPY, _C_DONE, _PARAM = (
+    ord(c) for c in "TnCIsENZHdcS"
+)
+_TEXT_OID = 25
+
+# Analyses by exact text, per catalog object: a repeated statement skips the parser.
+_ANALYSES: dict[tuple[int, bool, str], tuple[Catalog, list[Analysis]]] = {}
+_ANALYSES_MAX = 4096
+
+
+def analyses(catalog: Catalog, sql: str, backslash_escapes: bool) -> list[Analysis]:
+    key = (id(catalog), backslash_escapes, sql)
+    hit = _ANALYSES.get(key)
+    if hit is not None and hit[0] is catalog:
+        return hit[1]
+    found = analyze(sql, catalog, backslash_escapes=backslash_escapes)
+    if len(_ANALYSES) >= _ANALYSES_MAX:
+        _ANALYSES.pop(next(iter(_ANALYSES)))
+    _ANALYSES[key] = (catalog, found)
+    return found
+
+
+class MaskingFailed(Exception):
+    """Masking could not complete: the session must end before anything more is sent."""
+
+
+@dataclass(slots=True)
+class Planned:
+    """A client message's statements, planned and not yet committed to the session's state."""
+
+    analyses: list[Analysis]
+    plans: list[Plan]
+
+
+@dataclass(slots=True)
+class _Statement:
+    plan: Plan
+    fields: tuple[FieldDescription, ...] | None = None  # from a Describe of the statement
+
+
+@dataclass(slots=True)
+class _Portal:
+    plan: Plan
+    formats: tuple[int, ...]
+    fields: tuple[FieldDescription, ...] | None  # the statement's, or a Describe's of the portal
+    cells: list[CellFn | None] | None = None
+
+
+@dataclass(slots=True)
+class _Query:
+    plans: list[Plan]
+    index: int = 0  # the statement whose results come next
+    cells: list[CellFn | None] | None = None
+
+
+@dataclass(slots=True)
+class _Describe:
+    kind: str  # "S" | "P"
+    name: str
+
+
+_SYNC = None
+_Expect = _Query | _Portal | _Describe | None
+
+
+@dataclass
+class SessionMasking:
+    masking: Masking
+    cache: CatalogCache
+    spec: TargetSpec
+    base: Catalog | None = None  # the shared catalog this session planned against
+    catalog: Catalog | None = None  # base, plus views this session created
+    # standard_conforming_strings = off: a backslash escapes in '...' (the target reports it)
+    backslash_escapes: bool = False
+    _views: dict[tuple[str, str], Relation] = field(default_factory=dict)
+    _cursors: dict[str, Plan] = field(default_factory=dict)
+    _sql_prepared: dict[str, Plan] = field(default_factory=dict)
+    _statements: dict[str, _Statement] = field(default_factory=dict)
+    _portals: dict[str, _Portal] = field(default_factory=dict)
+    _expect: deque[_Expect] = field(default_factory=deque)
+    _copy: CopyRows | None = None
+    _cells: dict[tuple[object, ...], CellFn] = field(default_factory=dict)
+
+    # -- the catalog ---------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.cache.fresh(self.spec, self.base)
+
+    async def refresh(self) -> None:
+        """Wait for the current catalog (raises CatalogError when it cannot be read)."""
+        self.base = await self.cache.get(self.spec)
+        self.catalog = self._with_views(self.base)
+
+    def _with_views(self, base: Catalog) -> Catalog:
+        if not self._views:
+            return base
+        path = base.search_path if "pg_temp" in base.search_path else ("pg_temp", *base.search_path)
+        return Catalog({**base.relations, **self._views}, path, base.functions)
+
+    # -- the client side -----------------------------------------------------------------------
+
+    def plan(self, sql: str) -> Planned | Refusal:
+        """Plan every statement of `sql`; nothing is remembered until `commit`."""
+        assert self.catalog is not None, "refresh() first"
+        found = analyses(self.catalog, sql, self.backslash_escapes)
+        plans = []
+        for a in found:
+            if a.kind == "fetch":
+                plan: Plan | Refusal = self._cursors.get(a.name or "") or self._blind()
+            elif a.kind == "execute":
+                plan = self._sql_prepared.get(a.name or "") or self._blind()
+            else:
+                plan = self.masking.plan(a, self.catalog, sql)
+            if isinstance(plan, Refusal):
+                return plan
+            plans.append(plan)
+        return Planned(found, plans)
+
+    def _blind(self) -> Plan:
+        # A cursor or prepared statement made where we could not see it (a function returning
+        # a refcursor, a PREPARE refused earlier): every column is of unknown origin.
+        return Plan(None, self.masking.unknown, scrub=True)
+
+    def _commit(self, planned: Planned) -> None:
+        changed = False
+        for a, plan in zip(planned.analyses, planned.plans, strict=True):
+            kind, name = a.kind, a.name
+            if kind == "declare" and name:
+                self._cursors[name] = plan
+            elif kind == "close":
+                if name is None:
+                    self._cursors.clear()
+                else:
+                    self._cursors.pop(name, None)
+            elif kind == "prepare" and name:
+                self._sql_prepared[name] = plan
+            elif kind == "deallocate":
+                if name is None:
+                    self._sql_prepared.clear()
+                else:
+                    self._sql_prepared.pop(name, None)
+            elif kind == "create_view" and a.view is not None:
+                schema, view, body = a.view
+                key = (schema or "pg_temp", view)
+                self._views[key] = Relation(key[0], view, "v", (), body)
+                changed = True
+            if kind in ("ddl", "create_view", "create_table_as", "code"):
+                changed = True
+        if changed:
+            # Other sessions re-read before their next statement; this one too, so that what
+            # it just created (once committed) is known by its real columns.
+            self.cache.invalidate(self.spec)
+            if self.base is not None:
+                self.catalog = self._with_views(self.base)
+
+    def query(self, sql: str) -> Refusal | None:
+        """A Query about to be forwarded: plan it, or say why it may not run."""
+        planned = self.plan(sql)
+        if isinstance(planned, Refusal):
+            return planned
+        self._commit(planned)
+        self._expect.append(_Query(planned.plans))
+        return None
+
+    def parse(self, name: str, sql: str) -> Refusal | None:
+        """A Parse about to be forwarded: plan its statement, or say why it may not run."""
+        planned = self.plan(sql)
+        if isinstance(planned, Refusal):
+            return planned
+        self._commit(planned)
+        plans = planned.plans
+        if len(plans) == 1:
+            plan = plans[0]
+        else:  # the server refuses several statements in one Parse; never guess which
+            plan = self._blind()
+        self._statements[name] = _Statement(plan)
+        return None
+
+    def bind(self, bind: Bind) -> None:
+        stmt = self._statements.get(bind.statement)
+        plan = stmt.plan if stmt is not None else self._blind()
+        fields = stmt.fields if stmt is not None else None
+        self._portals[bind.portal] = _Portal(plan, bind.result_formats, fields)
+
+    def describe(self, kind: str, name: str) -> None:
+        self._expect.append(_Describe(kind, name))
+
+    def execute(self, portal: str) -> None:
+        found = self._portals.get(portal)
+        self._expect.append(found if found is not None else _Portal(self._blind(), (), None))
+
+    def close(self, kind: str, name: str) -> None:
+        (self._statements if kind == "S" else self._portals).pop(name, None)
+
+    def sync(self) -> None:
+        self._expect.append(_SYNC)
+
+    # -- the target side -----------------------------------------------------------------------
+
+    def data_rows(self, buf: bytes, start: int, end: int) -> bytes:
+        """A run of whole DataRows, rewritten where the current result has masked columns."""
+        head = self._expect[0] if self._expect else None
+        cells = self._row_cells(head, buf, start)
+        if cells is None:
+            return buf[start:end]
+        return rewrite_data_rows(buf, start, end, cells)
+
+    def backend(self, frame: Frame) -> bytes:
+        """Any other target message: the bytes to send on (the same object when unchanged)."""
+        kind = frame.type
+        head = self._expect[0] if self._expect else None
+        if kind == _T:
+            self._row_description(head, frame)
+        elif kind == _N_DATA:
+            if isinstance(head, _Describe):
+                self._expect.popleft()
+        elif kind in (_C, _I, _S_SUSP):
+            self._copy = None
+            if isinstance(head, _Query):
+                head.index += 1
+                head.cells = None
+            elif isinstance(head, _Portal):
+                head.cells = None
+                self._expect.popleft()
+        elif kind == _E:
+            raw = self._scrub(frame, head)
+            self._copy = None
+            if isinstance(head, _Query):
+                head.cells = None
+            else:  # extended: the server skips to Sync, so do we
+                while self._expect and self._expect[0] is not _SYNC:
+                    self._expect.popleft()
+            return raw
+        elif kind == _N:
+            return self._scrub(frame, head)
+        elif kind == _Z:
+            while self._expect:  # a Query, or an extended batch up to its Sync, is over
+                item = self._expect.popleft()
+                if item is _SYNC or isinstance(item, _Query):
+                    break
+        elif kind == _H:
+            self._copy_out(head, frame)
+        elif kind == _D_COPY:
+            if self._copy is not None:
+                payload = bytes(frame.payload)
+                return _copy_data(self._copy.rewrite(payload))
+        elif kind == _C_DONE:
+            self._copy = None
+        elif kind == _PARAM:
+            status = decode_backend(frame)
+            assert isinstance(status, ParameterStatus)
+            if status.name == "standard_conforming_strings":
+                self.backslash_escapes = status.value == "off"
+        return frame.raw
+
+    def _plan_of(self, head: _Expect) -> Plan | None:
+        if isinstance(head, _Query):
+            return head.plans[head.index] if head.index < len(head.plans) else self._blind()
+        if isinstance(head, _Portal):
+            return head.plan
+        return None
+
+    def _row_description(self, head: _Expect, frame: Frame) -> None:
+        desc = decode_backend(frame)
+        assert isinstance(desc, RowDescription)
+        if isinstance(head, _Describe):
+            self._expect.popleft()
+            if head.kind == "S":
+                stmt = self._statements.get(head.name)
+                if stmt is not None:
+                    stmt.fields = desc.fields
+            else:
+                portal = self._portals.get(head.name)
+                if portal is not None:
+                    portal.fields, portal.cells = desc.fields, None
+            return
+        plan = self._plan_of(head) or self._blind()
+        cells = self._cells_for(plan, desc.fields, None, len(desc.fields))
+        if isinstance(head, _Query | _Portal):
+            head.cells = cells
+        else:  # rows nobody asked for: a hostile or confused target; mask as blind
+            self._expect.appendleft(_Query([plan], cells=cells))
+
+    def _row_cells(self, head: _Expect, buf: bytes, start: int) -> list[CellFn | None] | None:
+        if isinstance(head, _Query | _Portal) and head.cells is not None:
+            return head.cells if any(head.cells) else None
+        plan = self._plan_of(head) or self._blind()
+        if not plan.masks:
+            return None
+        # DataRows without a RowDescription in this exchange (an Execute of a statement
+        # described earlier): the column count is in the row itself.
+        count = int.from_bytes(buf[start + 5 : start + 7], "big")
+        formats = head.formats if isinstance(head, _Portal) else ()
+        fields = head.fields if isinstance(head, _Portal) else None
+        cells = self._cells_for(plan, fields, formats, count)
+        if isinstance(head, _Query | _Portal):
+            head.cells = cells
+        return cells
+
+    def _cells_for(
+        self,
+        plan: Plan,
+        fields: tuple[FieldDescription, ...] | None,
+        formats: tuple[int, ...] | None,
+        count: int,
+    ) -> list[CellFn | None]:
+        if fields is not None and len(fields) != count:
+            fields = None
+        actions = plan.actions(count)
+        cells: list[CellFn | None] = []
+        for i, action in enumerate(actions):
+            if action is None:
+                cells.append(None)
+                continue
+            type_oid = fields[i].type_oid if fields is not None else action.type_oid
+            if formats is None:  # from the RowDescription that announced these rows
+                binary = fields is not None and fields[i].format == 1
+            else:  # from Bind: none (all text), one for all, or one per column
+                binary = bool(formats[i] if len(formats) > 1 else formats[0] if formats else 0)
+            cells.append(self._cell(action.action, action.style, action.direct, type_oid, binary))
+        return cells
+
+    def _cell(self, action: str, style: str, direct: bool, type_oid: int, binary: bool) -> CellFn:
+        key = (action, style, direct, type_oid, binary)
+        fn = self._cells.get(key)
+        if fn is None:
+            m = self.masking
+            if action == "mask":
+                fn = mask_cell(style, m.key, type_oid=type_oid, binary=binary, direct=direct)  # type: ignore[arg-type]
+            else:
+                assert m.scanner is not None
+                fn = scan_cell(m.scanner, style, m.key, type_oid=type_oid, binary=binary)  # type: ignore[arg-type]
+            self._cells[key] = fn
+        return fn
+
+    def _copy_out(self, head: _Expect, frame: Frame) -> None:
+        self._copy = None
+        plan = self._plan_of(head)
+        if plan is None or not plan.masks:
+            return
+        response = decode_backend(frame)
+        assert isinstance(response, CopyOutResponse)
+        count = len(response.column_formats)
+        if response.format != 0 or plan.copy is None:
+            # Planning refuses binary and unparsable COPY of masked data; the target
+            # disagreeing with the plan is a reason to stop, not to guess.
+            raise MaskingFailed("the target's COPY format differs from the statement's")
+        actions = plan.actions(count)
+        cells: list[CellFn | None] = [
+            None if a is None else self._cell(a.action, a.style, a.direct, _TEXT_OID, False)
+            for a in actions
+        ]
+        self._copy = CopyRows(plan.copy, cells, type_oids=[_TEXT_OID] * count)
+
+    # -- errors and notices --------------------------------------------------------------------
+
+    def _scrub(self, frame: Frame, head: _Expect) -> bytes:
+        message = decode_backend(frame)
+        assert isinstance(message, ErrorResponse | NoticeResponse)
+        plan = self._plan_of(head)
+        strong = plan is None or plan.scrub
+        fields = dict(message.fields)
+        changed = False
+        for code in ("M", "D", "H", "W", "q"):
+            text = fields.get(code)
+            if text is None:
+                continue
+            new: str | None = None
+            if not strong or code == "M":
+                new = self._scrub_text(text, strong)
+            if new != text:
+                changed = True
+                if new is None:
+                    del fields[code]
+                else:
+                    fields[code] = new
+        if strong and "D" in message.fields:
+            fields["D"] = "Watchgate: detail withheld, the statement reads masked data"
+        if not changed:
+            return frame.raw
+        out = type(message)(fields)
+        return encode(out)
+
+    def _scrub_text(self, text: str, quoted: bool) -> str:
+        if quoted:
+            text = _QUOTED.sub('"****"', text)
+        scanner = self.masking.scanner
+        if scanner is not None:
+            spans = scanner.find_all(text)
+            if spans:
+                text = mask_spans(text, spans, "full", self.masking.key) or "****"
+        return text
+
+
+# Values PostgreSQL quotes in messages: "..." (input syntax errors) and (...)=(...) key details.
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+
+
+def _copy_data(payload: bytes) -> bytes:
+    return b"d" + (len(payload) + 4).to_bytes(4, "big") + payload

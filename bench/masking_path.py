@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/masking_path.py [--rows 100000] [--repeat 5]
 
-Reads `SELECT id, name, email, ssn, card, city FROM people` (100k rows) on this machine's
-PostgreSQL three ways, each in turn: direct; through Watchgate with no mask rule (the relay's
-own cost); through Watchgate with three masked columns (email partial, ssn full, card hash).
+Reads `SELECT id, name, email, ssn, card, city FROM people` (100k rows, every value distinct)
+on this machine's PostgreSQL four ways, each in turn: direct; through Watchgate with no mask
+rule (the relay's own cost); with three masked columns in the default style (full); with three
+masked columns in the three value-dependent styles (email partial, ssn full, card hash).
 Watchgate = `watchgate-central serve` and `watchgate connect` as their own processes with the
 TLS tunnel between them, as in bench/pg_path.py. Each path is read by two clients: psql
 (unaligned output to /dev/null: what an analyst's terminal pays) and psycopg fetching every row
@@ -29,7 +30,14 @@ from bench.pg_path import PG, sh, watchgate
 
 DB = "wg_mask_bench"
 QUERY = "SELECT id, name, email, ssn, card, city FROM people"
-RULES = """
+FULL = """
+[[rules]]
+name = "pii"
+resources = ["db"]
+action = "mask"
+columns = ["people.ssn", "people.email", "people.card"]
+"""
+MIXED = """
 [[rules]]
 name = "pii"
 resources = ["db"]
@@ -114,7 +122,8 @@ def main() -> None:
     paths: list[tuple[str, str | None]] = [
         ("direct", None),
         ("watchgate, no mask rule", ""),
-        ("watchgate, 3 masked columns", RULES),
+        ("watchgate, 3 columns full", FULL),
+        ("watchgate, 3 partial/full/hash", MIXED),
     ]
     for label, extra in paths:
         if extra is None:

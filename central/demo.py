@@ -242,6 +242,21 @@ name = "writes-need-review"
 resources = ["shop-db-admin"]
 action = "review"
 statements = ["delete", "update"]
+
+[[rules]]
+name = "card-numbers"
+resources = ["shop-db"]
+action = "mask"
+columns = ["customers.card_number"]
+style = "partial"
+
+[[rules]]
+name = "contact-details"
+resources = ["shop-db"]
+action = "mask"
+columns = ["customers.email", "customers.phone"]
+style = "hash"
+detectors = ["email", "credit_card", "phone"]
 """
     )
 

@@ -40,8 +40,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final, Literal, TypeAlias
 
-from central.masking.detectors import Scanner, scanner
-from central.masking.styles import FULL_MASK, STYLES, Style, hash_token, mask, mask_spans
+from central.masking.detectors import Scanner
+from central.masking.styles import (
+    FULL_MASK,
+    STYLES,
+    Style,
+    hash_token,
+    mask,
+    mask_spans,
+    shape_kind,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +78,11 @@ JSONB_OID: Final = 3802
 _BPCHAR_OID: Final = 1042
 
 # Hash, partial and scan results are cached per cell function (so per statement and column),
-# keyed by the raw cell: HMAC and the detectors cost microseconds, and columns repeat values
+# keyed by the raw cell: hashing and the detectors cost microseconds, and columns repeat values
 # (the same customer on every order). Bounded twice: by entries, and by value size so a column
 # of large documents cannot pin gigabytes (at most some 30 MB a column, typically far less).
 _CACHE_ENTRIES: Final = 16384
 _CACHE_MAX_VALUE: Final = 256
-
-# The kinds that change what "hash" (normalisation) and "partial" (what stays visible) produce;
-# every other kind is treated as no kind by both (styles.py), so detecting only these gives the
-# same masks as detecting all, at about two thirds of the cost.
-_SHAPING_KINDS: Final = ("credit_card", "email", "iban", "phone", "ssn")
-_KIND_SCANNER: Final = scanner(_SHAPING_KINDS)
 
 
 # --- cell functions ----------------------------------------------------------------------------
@@ -134,15 +136,6 @@ def _encode(masked: str, shape: Literal["text", "json"], jsonb_binary: bool) -> 
     return b"\x01" + out if jsonb_binary else out  # binary jsonb: version byte, then the text
 
 
-def _kind_of(value: str) -> str | None:
-    """The kind that covers the whole value (surrounding whitespace aside), if one does."""
-    stripped = value.strip()
-    spans = _KIND_SCANNER.find_all(stripped)
-    if len(spans) == 1 and spans[0][0] == 0 and spans[0][1] == len(stripped):
-        return spans[0][2]
-    return None
-
-
 def mask_cell(style: Style, key: bytes, *, type_oid: int, binary: bool, direct: bool) -> CellFn:
     """The cell function for a column whose whole value is sensitive.
 
@@ -150,7 +143,8 @@ def mask_cell(style: Style, key: bytes, *, type_oid: int, binary: bool, direct: 
     through unchanged. Only then does "partial" keep the last digits (or an email's domain):
     a transformed value (`right(ssn, 4) || substr(ssn, 1, 5)`) could be shaped so that the
     shown tail is a hidden part, so elsewhere partial masks like "full". "hash" and "partial"
-    detect the value's kind, for the normalisation of the token and the shape of the mask.
+    take the value's kind from its shape (`styles.shape_kind`), for the normalisation of the
+    token and what the mask keeps.
 
     In a json or jsonb column a JSON string is masked as its content (so a hashed email joins
     with the same email in a text column); any other JSON value as its text.
@@ -169,7 +163,7 @@ def mask_cell(style: Style, key: bytes, *, type_oid: int, binary: bool, direct: 
         value = (raw[1:] if jsonb_binary else raw).decode("utf-8", "surrogateescape")
         if shape == "json":
             value = _json_content(value)
-        kind = _kind_of(value)
+        kind = shape_kind(value)
         if hashing:
             masked = hash_token(value.rstrip(" ") if rstrip else value, kind, key=key)
         else:

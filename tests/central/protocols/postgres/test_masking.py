@@ -388,3 +388,20 @@ async def test_recordings_hold_no_raw_value(gw: Gateway, psql: Psql) -> None:
         dumped += [f"{s.sql} {s.params} {s.error}" for s in found[1]]
     assert any("invalid input syntax" in d for d in dumped)
     assert leaks("\n".join(dumped)) == []
+
+
+async def test_a_failing_masker_withholds_the_result_and_says_so(
+    gw: Gateway, psql: Psql, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        def cell(raw: bytes) -> bytes:
+            raise RuntimeError("masker bug")
+
+        return cell
+
+    monkeypatch.setattr("central.protocols.postgres.masking.mask_cell", broken)
+    result = await psql("-A", "-c", "SELECT name, ssn FROM customers")
+    output = result.stdout + result.stderr
+    assert result.code != 0 and leaks(output) == [], output
+    assert "masking failed, the result was withheld" in result.stderr
+    assert "Ada" not in result.stdout  # not even the unmasked columns of the row

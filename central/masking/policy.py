@@ -171,7 +171,9 @@ class Masking:
 
     # -- one statement ------------------------------------------------------------------------
 
-    def column_action(self, origin: ColumnOrigin, catalog: Catalog) -> ColumnAction | None:
+    def column_action(
+        self, origin: ColumnOrigin, catalog: Catalog, unknown: ColumnAction | None = None
+    ) -> ColumnAction | None:
         masked = self._masked_of(origin.sources)
         if masked:
             rule = _strongest([r for _, r in masked])
@@ -181,28 +183,34 @@ class Masking:
                 relation = catalog.relations.get((schema, name))
                 type_oid = dict(relation.columns).get(column, 0) if relation else 0
             return ColumnAction("mask", rule.style, rule.name, origin.direct, type_oid)
-        return self.unknown if origin.unknown else None
+        return (unknown or self.unknown) if origin.unknown else None
 
     def plan(self, analysis: Analysis, catalog: Catalog, sql: str = "") -> Plan | Refusal:
-        """The Plan for one statement, or why it is refused. `sql` is the statement's text,
-        needed only when the parser could not read it."""
+        """The Plan for one statement, or why it is refused. `sql` is the text the statement
+        came in (its Query or Parse)."""
         refusal = self._refusal(analysis, catalog)
         if refusal is not None:
             return refusal
         read_masked = self._masked_of(analysis.reads)
         scrub = bool(read_masked) or analysis.reads_unknown
-        if analysis.kind == "unparsed":
-            # The parser could not read it, so lineage is blind: if the text names anything
-            # masked, mask every column by the strongest such rule.
+        unknown = self.unknown
+        if analysis.reads_unknown or analysis.kind == "unparsed":
+            # Lineage is blind somewhere in this statement (text it could not parse, a
+            # function that runs a query given as a string, like query_to_xml): if the text
+            # names anything masked, a value of unknown origin is masked by the strongest
+            # such rule, detectors or not.
             hits = self.masked(catalog).named_in(sql)
-            if hits:
+            if hits and (unknown is None or unknown.action == "scan"):
                 rule = _strongest(hits)
-                return Plan(None, ColumnAction("mask", rule.style, rule.name), scrub=True)
-            return Plan(None, self.unknown, scrub=True)
+                unknown = ColumnAction("mask", rule.style, rule.name)
+        if analysis.kind == "unparsed":
+            return Plan(None, unknown, scrub=True)
         if analysis.output is None:
-            return Plan(None, self._fallback(read_masked), scrub=scrub)
-        columns = tuple(self.column_action(o, catalog) for o in analysis.output)
-        plan = Plan(columns, self._fallback(read_masked), scrub=scrub, copy=analysis.copy)
+            return Plan(None, self._fallback(read_masked, unknown), scrub=scrub)
+        columns = tuple(self.column_action(o, catalog, unknown) for o in analysis.output)
+        plan = Plan(
+            columns, self._fallback(read_masked, unknown), scrub=scrub, copy=analysis.copy
+        )
         if analysis.kind == "copy_out" and any(columns):
             rules = {a.rule for a in columns if a is not None}
             for rule in self.rules:
@@ -217,13 +225,15 @@ class Masking:
                 )
         return plan
 
-    def _fallback(self, read_masked: list[tuple[BaseColumn, MaskRule]]) -> ColumnAction | None:
+    def _fallback(
+        self, read_masked: list[tuple[BaseColumn, MaskRule]], unknown: ColumnAction | None
+    ) -> ColumnAction | None:
         # When the result has a shape lineage did not predict, a statement that read masked
         # columns gets every column masked by the strongest of them.
         if read_masked:
             rule = _strongest([r for _, r in read_masked])
             return ColumnAction("mask", rule.style, rule.name)
-        return self.unknown
+        return unknown
 
     def _refusal(self, a: Analysis, catalog: Catalog) -> Refusal | None:
         for write in a.writes:

@@ -74,6 +74,7 @@ class Planned:
 
     analyses: list[Analysis]
     plans: list[Plan]
+    sql: str
 
 
 @dataclass(slots=True)
@@ -119,6 +120,10 @@ class SessionMasking:
     _views: dict[tuple[str, str], Relation] = field(default_factory=dict)
     _cursors: dict[str, Plan] = field(default_factory=dict)
     _sql_prepared: dict[str, Plan] = field(default_factory=dict)
+    # The texts that declared the cursors and prepared the statements above: a function that
+    # runs a query given as a string (`query_to_xml('EXECUTE p', ...)`, `cursor_to_xml('c',
+    # ...)`) reaches them by name, so lineage-blind statements are checked against them too.
+    _named_texts: dict[tuple[str, str], str] = field(default_factory=dict)
     _statements: dict[str, _Statement] = field(default_factory=dict)
     _portals: dict[str, _Portal] = field(default_factory=dict)
     _expect: deque[_Expect] = field(default_factory=deque)
@@ -148,6 +153,7 @@ class SessionMasking:
         """Plan every statement of `sql`; nothing is remembered until `commit`."""
         assert self.catalog is not None, "refresh() first"
         found = analyses(self.catalog, sql, self.backslash_escapes)
+        context = "\n".join((sql, *self._named_texts.values())) if self._named_texts else sql
         plans = []
         for a in found:
             if a.kind == "fetch":
@@ -155,11 +161,11 @@ class SessionMasking:
             elif a.kind == "execute":
                 plan = self._sql_prepared.get(a.name or "") or self._blind()
             else:
-                plan = self.masking.plan(a, self.catalog, sql)
+                plan = self.masking.plan(a, self.catalog, context)
             if isinstance(plan, Refusal):
                 return plan
             plans.append(plan)
-        return Planned(found, plans)
+        return Planned(found, plans, sql)
 
     def _blind(self) -> Plan:
         # A cursor or prepared statement made where we could not see it (a function returning
@@ -172,18 +178,14 @@ class SessionMasking:
             kind, name = a.kind, a.name
             if kind == "declare" and name:
                 self._cursors[name] = plan
+                self._named_texts[("c", name)] = planned.sql
             elif kind == "close":
-                if name is None:
-                    self._cursors.clear()
-                else:
-                    self._cursors.pop(name, None)
+                self._forget(self._cursors, "c", name)
             elif kind == "prepare" and name:
                 self._sql_prepared[name] = plan
+                self._named_texts[("p", name)] = planned.sql
             elif kind == "deallocate":
-                if name is None:
-                    self._sql_prepared.clear()
-                else:
-                    self._sql_prepared.pop(name, None)
+                self._forget(self._sql_prepared, "p", name)
             elif kind == "create_view" and a.view is not None:
                 schema, view, body = a.view
                 key = (schema or "pg_temp", view)
@@ -197,6 +199,11 @@ class SessionMasking:
             self.cache.invalidate(self.spec)
             if self.base is not None:
                 self.catalog = self._with_views(self.base)
+
+    def _forget(self, plans: dict[str, Plan], kind: str, name: str | None) -> None:
+        for gone in list(plans) if name is None else [name]:
+            plans.pop(gone, None)
+            self._named_texts.pop((kind, gone), None)
 
     def query(self, sql: str) -> Refusal | None:
         """A Query about to be forwarded: plan it, or say why it may not run."""

@@ -138,3 +138,12 @@ def test_a_rule_can_refuse_copy_outright() -> None:
     m = masking(MaskRule("pii", columns=("customers.ssn",), on_copy="refuse"))
     a = Analysis("copy_out", output=(ColumnOrigin(frozenset({SSN})),), copy=CopyFormat())
     assert refusal(a, m).reason == "COPY of masked columns is refused (pii)"
+
+
+def test_blind_statements_that_name_masked_data_mask_their_unknown_columns() -> None:
+    a = Analysis("select", output=(ColumnOrigin(unknown=True),), reads_unknown=True)
+    m = masking(RULES[0])  # a column rule only: no detectors, not strict
+    named = m.plan(a, CATALOG, "SELECT query_to_xml('select ssn from customers', true, false, '')")
+    assert isinstance(named, Plan) and named.columns == (ColumnAction("mask", "full", "pii"),)
+    other = m.plan(a, CATALOG, "SELECT query_to_xml('select 1', true, false, '')")
+    assert isinstance(other, Plan) and other.columns == (None,)

@@ -41,7 +41,7 @@ from central.masking.lineage import Analysis, BaseColumn, ColumnOrigin
 from central.masking.rows import CopyFormat
 from central.masking.styles import Style
 
-_STRENGTH: dict[str, int] = {"partial": 0, "hash": 1, "full": 2, "null": 3}
+STRENGTH: dict[str, int] = {"partial": 0, "hash": 1, "full": 2, "null": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,9 +208,7 @@ class Masking:
         if analysis.output is None:
             return Plan(None, self._fallback(read_masked, unknown), scrub=scrub)
         columns = tuple(self.column_action(o, catalog, unknown) for o in analysis.output)
-        plan = Plan(
-            columns, self._fallback(read_masked, unknown), scrub=scrub, copy=analysis.copy
-        )
+        plan = Plan(columns, self._fallback(read_masked, unknown), scrub=scrub, copy=analysis.copy)
         if analysis.kind == "copy_out" and any(columns):
             rules = {a.rule for a in columns if a is not None}
             for rule in self.rules:
@@ -359,7 +357,7 @@ def _strongest(rules: Sequence[MaskRule]) -> MaskRule:
 
 
 def _stronger(a: MaskRule, b: MaskRule) -> bool:
-    return _STRENGTH[a.style] > _STRENGTH[b.style]
+    return STRENGTH[a.style] > STRENGTH[b.style]
 
 
 def _name(column: BaseColumn) -> str:

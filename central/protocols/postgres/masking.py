@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from central.masking.catalog import Catalog, Relation
 from central.masking.lineage import Analysis, analyze
-from central.masking.policy import Masking, Plan, Refusal
+from central.masking.policy import STRENGTH, ColumnAction, Masking, Plan, Refusal
 from central.masking.rows import CellFn, CopyRows, mask_cell, rewrite_data_rows, scan_cell
 from central.masking.styles import mask_spans
 from central.protocols.postgres.catalog import CatalogCache
@@ -124,6 +124,9 @@ class SessionMasking:
     # runs a query given as a string (`query_to_xml('EXECUTE p', ...)`, `cursor_to_xml('c',
     # ...)`) reaches them by name, so lineage-blind statements are checked against them too.
     _named_texts: dict[tuple[str, str], str] = field(default_factory=dict)
+    # The client changed its search_path: the catalog's path (read on another connection) may
+    # no longer say which of two same-named relations an unqualified name means.
+    _path_changed: bool = False
     _statements: dict[str, _Statement] = field(default_factory=dict)
     _portals: dict[str, _Portal] = field(default_factory=dict)
     _expect: deque[_Expect] = field(default_factory=deque)
@@ -165,7 +168,23 @@ class SessionMasking:
             if isinstance(plan, Refusal):
                 return plan
             plans.append(plan)
+        if self._path_changed and self._names_ambiguous(sql):
+            plans = [self._masked_blind() for _ in plans]
         return Planned(found, plans, sql)
+
+    def _names_ambiguous(self, sql: str) -> bool:
+        """Does `sql` name a relation that exists in more than one schema?"""
+        assert self.catalog is not None
+        seen: dict[str, int] = {}
+        for _schema, name in self.catalog.relations:
+            seen[name.lower()] = seen.get(name.lower(), 0) + 1
+        words = {w.lower() for w in _WORD.findall(sql)}
+        return any(seen.get(w, 0) > 1 for w in words)
+
+    def _masked_blind(self) -> Plan:
+        # Which relation the server reads is unknown: mask every column by the strongest rule.
+        rule = max(self.masking.rules, key=lambda r: STRENGTH[r.style])
+        return Plan(None, ColumnAction("mask", rule.style, rule.name), scrub=True)
 
     def _blind(self) -> Plan:
         # A cursor or prepared statement made where we could not see it (a function returning
@@ -193,6 +212,10 @@ class SessionMasking:
                 changed = True
             if kind in ("ddl", "create_view", "create_table_as", "code"):
                 changed = True
+            if "search_path" in planned.sql.lower():
+                # SET / RESET search_path, set_config('search_path', ...), a function with a
+                # SET clause: whatever the form, assume the path moved.
+                self._path_changed = True
         if changed:
             # Other sessions re-read before their next statement; this one too, so that what
             # it just created (once committed) is known by its real columns.
@@ -444,6 +467,7 @@ class SessionMasking:
         return text
 
 
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 # Values PostgreSQL quotes in messages: "..." (input syntax errors) and (...)=(...) key details.
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')
 

@@ -439,3 +439,22 @@ async def test_column_rules_alone_hold_where_lineage_is_blind(tmp_path: Path, ta
     # Each returned its row, masked whole: xml is not text-like, so the value is NULL.
     assert leaks(result.stdout + result.stderr) == [], result.stdout
     assert result.stdout.count("(1 row)") == 3
+
+
+async def test_a_moved_search_path_cannot_swap_a_clean_name_for_masked_data(
+    psql: Psql, target: str
+) -> None:
+    conn = await asyncpg.connect(target)
+    try:  # the clean decoy, made by someone else
+        await conn.execute("CREATE TABLE public.x (y text); INSERT INTO public.x VALUES ('plain')")
+    finally:
+        await conn.close()
+    script = (
+        "CREATE SCHEMA evil;\n"
+        "CREATE VIEW evil.x AS SELECT ssn AS y FROM customers;\n"
+        "SET search_path = evil, public;\n"
+        "SELECT y FROM x;\n"
+    )
+    result = (await psql("-A", "-v", "ON_ERROR_STOP=1", stdin=script)).check("script")
+    assert leaks(result.stdout) == [], result.stdout
+    assert result.stdout.count("****") == 3

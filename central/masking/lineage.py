@@ -181,12 +181,35 @@ def analyze(sql: str, catalog: Catalog, *, backslash_escapes: bool | None = None
     stale = False
     for statement in statements:
         try:
-            analysis, changes = _statement(sql, statement, catalog, 0)
+            analysis, changes = _cached_statement(sql, statement, catalog)
         except Exception:  # sqlglot, the walker, recursion: whatever it is, fail closed
             analysis, changes = UNPARSED, True
         out.append(_distrusted(analysis, catalog) if stale else analysis)
         stale = stale or changes
     return out
+
+
+# Statements by their tokens with numbers taken out, per catalog object: `... WHERE aid = 42`
+# and `... WHERE aid = 43` have one lineage, and a workload of such statements should not pay
+# the parser for each. Numbers never change where a column's values come from; strings can
+# (COPY options, query_to_xml's query), so they stay in the key. Only plain queries and
+# writes are kept: other kinds carry text cut from the statement (view and code bodies).
+_CACHED: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Catalog, Analysis]] = {}
+_CACHED_MAX: Final = 4096
+_CACHEABLE: Final = frozenset({"select", "insert", "update", "delete", "merge"})
+
+
+def _cached_statement(sql: str, tokens: Sequence[Token], catalog: Catalog) -> tuple[Analysis, bool]:
+    key = (id(catalog), tuple((t[0], "1" if t[0] == "n" else t[1]) for t in tokens))
+    hit = _CACHED.get(key)
+    if hit is not None and hit[0] is catalog:
+        return hit[1], False
+    analysis, changes = _statement(sql, tokens, catalog, 0)
+    if not changes and analysis.kind in _CACHEABLE and analysis.view is None:
+        if len(_CACHED) >= _CACHED_MAX:
+            _CACHED.pop(next(iter(_CACHED)))
+        _CACHED[key] = (catalog, analysis)
+    return analysis, changes
 
 
 def _distrusted(a: Analysis, catalog: Catalog) -> Analysis:

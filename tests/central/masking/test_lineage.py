@@ -1195,3 +1195,14 @@ _FRAGMENTS = [
 def test_arbitrary_text_never_raises(fragments: list[str]) -> None:
     for analysis in analyze(" ".join(fragments), CATALOG):
         assert isinstance(analysis, Analysis)
+
+
+def test_statements_differing_only_in_numbers_share_one_analysis() -> None:
+    first = analyze("SELECT ssn FROM customers WHERE id = 1", CATALOG)[0]
+    second = analyze("SELECT ssn FROM customers WHERE id = 2.5e3", CATALOG)[0]
+    assert second is first  # from the cache, not parsed again
+    # Strings stay in the key: they can change lineage (here, which COPY format applies).
+    csv = analyze("COPY customers TO STDOUT (FORMAT 'csv')", CATALOG)[0]
+    text = analyze("COPY customers TO STDOUT (FORMAT 'text')", CATALOG)[0]
+    assert csv.copy is not None and text.copy is not None
+    assert (csv.copy.format, text.copy.format) == ("csv", "text")

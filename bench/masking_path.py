@@ -11,6 +11,10 @@ TLS tunnel between them, as in bench/pg_path.py. Each path is read by two client
 (unaligned output to /dev/null: what an analyst's terminal pays) and psycopg fetching every row
 into Python objects. Prints the best wall time of `--repeat` runs and the ratio to direct.
 The per-cell cost of the detectors and styles is bench/masking_cells.py.
+
+With `--pgbench SECONDS` it also runs pgbench -S (8 clients) through Watchgate on
+bench/pg_path.py's database, without and with a mask rule on the resource: what planning every
+statement against the catalog costs a workload of small queries.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.pg_path import PG, sh, watchgate
+from bench.pg_path import DB as PGBENCH_DB
+from bench.pg_path import PG, pgbench_tps, sh, watchgate
+from bench.pg_path import prepare as prepare_pgbench
 
 DB = "wg_mask_bench"
 QUERY = "SELECT id, name, email, ssn, card, city FROM people"
@@ -115,7 +121,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--pgbench", type=int, default=0, metavar="SECONDS")
     args = parser.parse_args()
+    if args.pgbench:
+        pgbench_masked(args.pgbench)
     prepare(args.rows)
     direct = f"{PG}/{DB}"
     results: dict[str, tuple[float, float]] = {}
@@ -147,6 +156,20 @@ def main() -> None:
         print(
             f"{label:30} {t_psql:8.3f} {t_psql / base_psql:9.2f} {t_py:10.3f} {t_py / base_py:9.2f}"
         )
+
+
+def pgbench_masked(seconds: int) -> None:
+    prepare_pgbench(10)
+    rule = '[[rules]]\nname = "m"\nresources = ["db"]\naction = "mask"\n'
+    rule += 'columns = ["pgbench_accounts.filler"]\n'
+    found = {}
+    for label, extra in (("no mask rule", ""), ("a mask rule", rule)):
+        with watchgate(PGBENCH_DB, extra) as (url, _central, _proxy):
+            found[label] = pgbench_tps(url, 8, seconds)
+    plain = found["no mask rule"]
+    for label, tps in found.items():
+        print(f"pgbench -S -c 8 through Watchgate, {label:13} {tps:9.0f} tps {tps / plain:6.2f}x")
+    print()
 
 
 if __name__ == "__main__":

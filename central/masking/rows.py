@@ -343,7 +343,8 @@ def rewrite_data_rows(
                 if op is None:
                     p += 4 + n
                     continue
-                append(buf[run:p])
+                if p != run:  # adjacent masked columns leave no stretch between them
+                    append(buf[run:p])
                 if op.__class__ is bytes:
                     append(op)
                     delta += len(op) - 4 - n

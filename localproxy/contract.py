@@ -86,6 +86,9 @@ class StatementView(_Model):
     error: str | None
     decision: str
     rule: str | None
+    # JSON {"columns": [...] | null, "rows": [[text | null, ...]], "more": bool}: the first
+    # rows of the result as the client received them (masked where rules mask).
+    result: str | None = None
     hash: str
 
 

@@ -39,4 +39,21 @@ def render_session(detail: SessionDetail, fmt: str) -> str:
             lines.append(f"       params: {_shown(params)}")
         if st.error:
             lines.append(f"       error: {_shown(st.error)}")
+        if st.result:
+            lines += _result_lines(json.loads(st.result))
     return "\n".join(lines)
+
+
+def _result_lines(result: dict[str, object]) -> list[str]:
+    """The recorded first rows, one line each, cells separated by " | "."""
+    out = []
+    columns = result.get("columns")
+    if isinstance(columns, list):
+        out.append("       " + _shown(" | ".join(map(str, columns))))
+    rows = result.get("rows")
+    for row in rows if isinstance(rows, list) else []:
+        cells = ["NULL" if c is None else str(c) for c in row]
+        out.append("       " + _shown(" | ".join(cells)))
+    if result.get("more"):
+        out.append("       …")
+    return out

@@ -53,6 +53,8 @@ class StatementRecordDraft:
     error: str | None
     decision: str = "forward"
     rule: str | None = None
+    # The first rows of the result as the client received them: {"columns", "rows", "more"}.
+    result: dict[str, Any] | None = None
 
 
 def clip(text: str, limit: int) -> str:
@@ -77,6 +79,7 @@ _COLUMNS = (
     "error",
     "decision",
     "rule",
+    "result",
     "prev_hash",
     "hash",
 )
@@ -131,7 +134,12 @@ class SessionLog:
             "decision": draft.decision,
             "rule": draft.rule,
         }
+        # Only a statement with a result has the key in its hash, so that rows recorded
+        # before results were kept still verify.
+        if draft.result is not None:
+            fields["result"] = json.dumps(draft.result, separators=(",", ":"))
         digest = _chain(self._prev, fields)
+        fields.setdefault("result", None)
         fields["prev_hash"], fields["hash"] = self._prev, digest
         self._prev = digest
         self.recorder._statements.append(fields)

@@ -327,6 +327,9 @@ async def test_replay_shows_the_statements_psql_ran(setup: Setup, alice_session:
     for sql in STATEMENTS:
         assert f"       {sql}" in lines
     assert re.search(r"ok 1 rows .* ms {2}\(simple\)", text.stdout)
+    # The rows the client received, under their columns.
+    marker = lines.index(f"       {STATEMENTS[0]}")
+    assert lines[marker + 1 : marker + 3] == ["       marker", "       replay me"]
 
     as_json = await setup.cli("replay", alice_session, "--format", "json")
     assert as_json.code == 0, as_json
@@ -334,6 +337,11 @@ async def test_replay_shows_the_statements_psql_ran(setup: Setup, alice_session:
     assert detail["id"] == alice_session and detail["user"] == "alice"
     assert [s["sql"] for s in detail["statements"]] == STATEMENTS
     assert all(s["outcome"] == "ok" and s["rows"] == 1 for s in detail["statements"])
+    assert json.loads(detail["statements"][1]["result"]) == {
+        "columns": ["name"],
+        "rows": [["item 3"]],
+        "more": False,
+    }
 
 
 async def test_another_user_cannot_replay_alices_session(setup: Setup, alice_session: str) -> None:

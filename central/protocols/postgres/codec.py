@@ -138,7 +138,17 @@ class FrameReader:
     complete, so a large message arriving in many pieces is copied once, not once per piece.
     """
 
-    __slots__ = ("_buf", "_chunks", "_eof", "_extra", "_max_size", "_phase", "_pos", "_typed")
+    __slots__ = (
+        "_buf",
+        "_chunks",
+        "_eof",
+        "_extra",
+        "_max_size",
+        "_phase",
+        "_pos",
+        "_sample_left",
+        "_typed",
+    )
 
     def __init__(self, *, startup: bool = False, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self._buf = b""  # current chunk; frames before _pos are consumed
@@ -149,6 +159,7 @@ class FrameReader:
         self._max_size = max_size
         self._phase = _FIRST if startup else _TYPED
         self._typed = not startup
+        self._sample_left = 0  # scan(): counted frames still to hand out as events
 
     @property
     def buffered(self) -> int:
@@ -210,20 +221,23 @@ class FrameReader:
             yield frame
 
     def scan(
-        self, tracked: frozenset[int], counted: int
+        self, tracked: frozenset[int], counted: int, sample: int = 0
     ) -> tuple[bytes, list[tuple[int, int, Frame]], int]:
         """Consume every complete frame at once, for a relay that forwards them unchanged.
 
         Returns the bytes of those frames (to write on), the frames whose type is in `tracked`
-        as `(end offset in those bytes, frames of type `counted` since the previous tracked
-        frame, frame)`, and the number of `counted` frames after the last tracked one. Only
-        tracked frames are materialised: a result of a million DataRows is walked header by
-        header and forwarded as slices of the chunks it arrived in.
+        as `(end offset in those bytes, frames of type `counted` since the previous event,
+        frame)`, and the number of `counted` frames after the last event. The first `sample`
+        frames of type `counted` after each tracked frame are events too (counted in no
+        count), also across calls. Only events are materialised: a result of a million
+        DataRows is walked header by header and forwarded as slices of the chunks it arrived
+        in.
         """
         events: list[tuple[int, int, Frame]] = []
         parts: list[bytes] = []
         size = 0
         count = 0
+        left = self._sample_left
         max_size = self._max_size
         while self._typed:
             buf, start = self._buf, self._pos
@@ -233,12 +247,13 @@ class FrameReader:
                 end = pos + 1 + length
                 if end > n or not typ or not 4 <= length <= max_size:
                     break
-                if typ in tracked:
+                if typ in tracked or (typ == counted and left):
                     frame = _new_frame(Frame)
                     _set_type(frame, typ)
                     _set_raw(frame, buf[pos:end])
                     events.append((size + end - start, count, frame))
                     count = 0
+                    left = sample if typ != counted else left - 1
                 elif typ == counted:
                     count += 1
                 pos = end
@@ -250,15 +265,17 @@ class FrameReader:
             slow = self._next_frame_slow()
             if slow is None:
                 break
-            if slow.type in tracked:
+            if slow.type in tracked or (slow.type == counted and left):
                 events.append((size + len(slow.raw), count, slow))
                 count = 0
+                left = sample if slow.type != counted else left - 1
             elif slow.type == counted:
                 count += 1
             parts.append(slow.raw)
             size += len(slow.raw)
         else:
             raise ProtocolError("scan() is for typed frames, after start-up")
+        self._sample_left = left
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         return data, events, count
 

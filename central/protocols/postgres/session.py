@@ -60,6 +60,7 @@ from central.protocols.postgres.target import TargetConnection
 from central.protocols.postgres.tracker import (
     DATA_ROW,
     READY,
+    SAMPLE_ROWS,
     TRACKED_BACKEND,
     StatementTracker,
     rows_from_tag,
@@ -539,12 +540,15 @@ class PostgresSession:
     def _relay(self) -> bytes:
         """Everything the target sent, unchanged but for our own replies spliced in."""
         tracker = self.tracker
-        chunk, events, tail_rows = self._t_frames.scan(TRACKED_BACKEND, DATA_ROW)
+        chunk, events, tail_rows = self._t_frames.scan(TRACKED_BACKEND, DATA_ROW, SAMPLE_ROWS)
         start = 0
         pieces: list[bytes] = []
         for end, rows, frame in events:
             if rows:
                 tracker.count_rows(rows)
+            if frame.type == DATA_ROW:  # one of the first rows of a result: recorded
+                tracker.sample_row(frame.raw)
+                continue
             tracker.backend(frame)
             if frame.type == READY and self._injected:
                 start = self._place_injected(chunk, start, end - len(frame.raw), end, pieces)
@@ -564,15 +568,17 @@ class PostgresSession:
             run = frames.take_run(DATA_ROW)
             if run is not None:
                 buf, start, end, count = run
-                out.append(masking.data_rows(buf, start, end))
-                tracker.count_rows(count)
+                rows = masking.data_rows(buf, start, end)
+                tracker.sample_rows(rows, count)  # what the client gets is what is recorded
+                out.append(rows)
                 continue
             frame = frames.next_frame()
             if frame is None:
                 break
             if frame.type == DATA_ROW:  # one that straddled chunks
-                out.append(masking.data_rows(frame.raw, 0, len(frame.raw)))
-                tracker.count_rows(1)
+                rows = masking.data_rows(frame.raw, 0, len(frame.raw))
+                tracker.sample_rows(rows, 1)
+                out.append(rows)
                 continue
             raw = masking.backend(frame)
             if raw is not frame.raw:

@@ -6,6 +6,10 @@ markers, and matches them with the target's CommandComplete / ErrorResponse / Re
 to know each statement's outcome, rows and duration. It also remembers prepared statements and
 portals (their SQL, parameter types and the policy decision that let them through), which the
 session needs to judge a later Bind or Execute.
+
+It keeps the first rows of each statement's result (`SAMPLE_ROWS`, each cell clipped) with the
+column names, exactly as the client received them: the session hands it DataRows after
+masking, never the target's own bytes.
 """
 
 from __future__ import annotations
@@ -16,22 +20,46 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from central.policy.enforce import FORWARD, Verdict
-from central.protocols.postgres.codec import Frame, decode_backend
+from central.protocols.postgres.codec import Frame, FrameReader, decode_backend
 from central.protocols.postgres.messages import (
     Bind,
     Close,
     CommandComplete,
+    DataRow,
     ErrorResponse,
     ParameterDescription,
     Parse,
     ReadyForQuery,
+    RowDescription,
 )
 from central.protocols.postgres.params import render_params
 from central.recording import SessionLog, StatementRecordDraft
 from central.recording.recorder import clip
 
-READY, ERROR, COMMAND_COMPLETE, EMPTY, SUSPENDED, PARAM_DESC, DATA_ROW = (ord(c) for c in "ZECIstD")
-TRACKED_BACKEND = frozenset((COMMAND_COMPLETE, ERROR, READY, EMPTY, SUSPENDED, PARAM_DESC))
+READY, ERROR, COMMAND_COMPLETE, EMPTY, SUSPENDED, PARAM_DESC, DATA_ROW, ROW_DESC = (
+    ord(c) for c in "ZECIstDT"
+)
+TRACKED_BACKEND = frozenset(
+    (COMMAND_COMPLETE, ERROR, READY, EMPTY, SUSPENDED, PARAM_DESC, ROW_DESC)
+)
+SAMPLE_ROWS = 20  # rows of each result kept in the recording
+_CELL_MAX = 200  # characters of a kept cell
+_HEX_MAX = 64  # bytes of a binary cell kept (as hex)
+
+
+def cell_text(value: bytes | None) -> str | None:
+    """A result cell as recorded: its text, clipped; binary data (not UTF-8, or holding NUL,
+    as binary-format integers do) as \\x and hex."""
+    if value is None:
+        return None
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        shown = "\\x" + value[:_HEX_MAX].hex()
+        return shown + "…" if len(value) > _HEX_MAX else shown
+    return clip(text, _CELL_MAX)
 
 
 def rows_from_tag(tag: str) -> int | None:
@@ -59,6 +87,15 @@ class _Execution:
     rows: int | None = None  # from CommandComplete tags
     rows_sent: int = 0  # DataRows relayed, for executions that end without a tag
     error: str | None = None
+    columns: list[str] | None = None  # of the first result that had a RowDescription
+    sample: list[list[str | None]] | None = None  # its first rows, as sent to the client
+    more: bool = False  # rows were sent beyond the sample
+    sealed: bool = False  # its first result is complete: later results are not kept
+
+    def result(self) -> dict[str, object] | None:
+        if self.columns is None and self.sample is None:
+            return None
+        return {"columns": self.columns, "rows": self.sample or [], "more": self.more}
 
 
 _SYNC = None  # the Sync marker in the queue of executions
@@ -140,13 +177,62 @@ class StatementTracker:
     # -- what the target answers ------------------------------------------------------------------
 
     def count_rows(self, rows: int) -> None:
+        """DataRows relayed without being shown to `sample_row` (the bulk of a result)."""
         if self._inflight and (head := self._inflight[0]) is not None:
             head.rows_sent += rows
+            head.more = head.more or head.sample is not None
+
+    @property
+    def sampling(self) -> bool:
+        """Does the statement whose rows come next still keep rows?"""
+        head = self._inflight[0] if self._inflight else None
+        return (
+            head is not None
+            and not head.sealed
+            and (head.sample is None or len(head.sample) < SAMPLE_ROWS)
+        )
+
+    def sample_row(self, raw: bytes) -> None:
+        """One DataRow (a whole message) as the client received it."""
+        head = self._inflight[0] if self._inflight else None
+        if head is None:
+            return
+        head.rows_sent += 1
+        if head.sample is None:
+            head.sample = []
+        if head.sealed or len(head.sample) >= SAMPLE_ROWS:
+            head.more = True
+            return
+        row = decode_backend(Frame(DATA_ROW, raw))
+        assert isinstance(row, DataRow)
+        head.sample.append([cell_text(v) for v in row.values])
+
+    def sample_rows(self, data: bytes, count: int) -> None:
+        """A run of `count` whole DataRows as the client received them."""
+        if not self.sampling:
+            self.count_rows(count)
+            return
+        reader = FrameReader()
+        reader.receive_data(data)
+        taken = 0
+        for frame in reader.frames():
+            if not self.sampling:
+                break
+            self.sample_row(frame.raw)
+            taken += 1
+        if taken < count:
+            self.count_rows(count - taken)
 
     def backend(self, frame: Frame) -> None:
         """One tracked target message (a type in TRACKED_BACKEND)."""
         kind = frame.type
         head = self._inflight[0] if self._inflight else None
+        if kind == ROW_DESC:
+            if head is not None and head.columns is None and not head.sealed:
+                desc = decode_backend(frame)
+                assert isinstance(desc, RowDescription)
+                head.columns = [clip(f.name, _CELL_MAX) for f in desc.fields]
+            return
         if kind == PARAM_DESC:
             msg = decode_backend(frame)
             assert isinstance(msg, ParameterDescription)
@@ -176,6 +262,7 @@ class StatementTracker:
             rows = rows_from_tag(done.tag)
             if rows is not None:
                 head.rows = (head.rows or 0) + rows
+            head.sealed = head.columns is not None or head.sample is not None
             if head.protocol == "extended":
                 self._finish(head)
                 self._inflight.popleft()
@@ -210,5 +297,6 @@ class StatementTracker:
                 error=item.error,
                 decision=item.verdict.decision,
                 rule=item.verdict.rule,
+                result=item.result(),
             )
         )

@@ -49,10 +49,12 @@ async def test_the_chain_covers_the_content(store: Store) -> None:
     recorder = Recorder(store)
     log = await recorder.open_session("alice", "db", "postgres", "c")
     log.statement(draft("DELETE FROM t"))
+    result = {"columns": ["ssn"], "rows": [["****"]], "more": False}
+    log.statement(draft("SELECT ssn FROM t", result=result))
     await recorder.flush()
     found = await store.session_with_statements(log.session_id)
     assert found is not None
-    row = found[1][0]
+    row, with_result = found[1]
     fields = {
         "session_id": row.session_id,
         "seq": row.seq,
@@ -71,6 +73,18 @@ async def test_the_chain_covers_the_content(store: Store) -> None:
     # a verifier reading the store can tell an edited statement.
     assert _chain(row.prev_hash, fields) == row.hash
     assert _chain(row.prev_hash, fields | {"sql": "SELECT 1"}) != row.hash
+    # A kept result is in the hash; a statement without one hashes as before results existed.
+    assert row.result is None and with_result.result is not None
+    assert json.loads(with_result.result) == result
+    again = fields | {
+        "seq": with_result.seq,
+        "sql": with_result.sql,
+        "started_at": with_result.started_at,
+        "result": with_result.result,
+    }
+    assert _chain(with_result.prev_hash, again) == with_result.hash
+    edited = with_result.result.replace("****", "123-45-6789")
+    assert _chain(with_result.prev_hash, again | {"result": edited}) != with_result.hash
 
 
 async def test_a_store_that_cannot_be_written_fails_closed(store: Store) -> None:

@@ -106,7 +106,7 @@ async def test_migrations_reach_head_and_reopening_is_idempotent(store_url: str)
         try:
             async with store.session() as session:
                 versions = await session.execute(text("SELECT version_num FROM alembic_version"))
-                assert versions.scalars().all() == ["0003"]
+                assert versions.scalars().all() == ["0004"]
                 kept = await session.get(AccessRequest, request.id)
             assert kept is not None and kept.reason == "incident"
         finally:

@@ -108,6 +108,26 @@ async def test_psql_runs_queries_given_with_c(psql: Psql, gw: Gateway) -> None:
     assert "SELECT name FROM items WHERE id = 7" in sqls
 
 
+async def test_the_first_rows_of_each_result_are_recorded_as_sent(psql: Psql, gw: Gateway) -> None:
+    script = "SELECT id, name FROM items ORDER BY id;\nSELECT 1 AS one, NULL AS nothing;\n"
+    (await psql("-At", stdin=script)).check("psql")
+    await gw.central.recorder.flush()
+    store = gw.central.store
+    session = (await store.list_sessions(user=None, limit=1))[0]
+    found = await store.session_with_statements(session.id)
+    assert found is not None
+    results = {s.sql.strip(): json.loads(s.result) for s in found[1] if s.result}
+    items = results["SELECT id, name FROM items ORDER BY id;"]
+    assert items["columns"] == ["id", "name"]
+    assert items["rows"] == [[str(i), f"item {i}"] for i in range(1, 21)]  # SAMPLE_ROWS
+    assert items["more"] is True  # 100 rows were sent; 20 are kept
+    assert results["SELECT 1 AS one, NULL AS nothing;"] == {
+        "columns": ["one", "nothing"],
+        "rows": [["1", None]],
+        "more": False,
+    }
+
+
 async def test_psql_describe_lists_tables_and_describes_one(psql: Psql, gw: Gateway) -> None:
     listing = (await psql("-c", r"\d")).check(r"psql \d").stdout
     assert re.search(r"public\s*\|\s*items\s*\|\s*table\s*\|", listing), listing

@@ -113,3 +113,38 @@ def test_take_run_stops_at_another_type_and_consumes_nothing_then() -> None:
     assert reader.take_run(D) is None
     frame = reader.next_frame()
     assert frame is not None and frame.type == ord("C")
+
+
+@given(
+    messages,
+    st.lists(st.integers(min_value=1, max_value=64), max_size=30),
+    st.integers(min_value=1, max_value=3),
+)
+def test_scan_hands_out_the_first_rows_after_each_tracked_frame(
+    msgs: list[object], cuts: list[int], sample: int
+) -> None:
+    stream = b"".join(encode(m) for m in msgs)  # type: ignore[arg-type]
+    # What frame-by-frame reading says: after each tracked frame, the next `sample` rows.
+    expected: list[bytes] = []
+    left = 0
+    for m in msgs:
+        raw = encode(m)  # type: ignore[arg-type]
+        if not isinstance(m, DataRow):
+            expected.append(raw)
+            left = sample
+        elif left:
+            expected.append(raw)
+            left -= 1
+    reader = FrameReader()
+    seen: list[bytes] = []
+    counted = 0
+    pos = 0
+    for size in [*cuts, len(stream)]:
+        piece, pos = stream[pos : pos + size], pos + size
+        if piece:
+            reader.receive_data(piece)
+            _, events, tail = reader.scan(TRACKED, D, sample)
+            seen += [frame.raw for _, _, frame in events]
+            counted += sum(before for _, before, _ in events) + tail
+    assert seen == expected
+    assert counted + sum(r[0] == D for r in seen) == sum(isinstance(m, DataRow) for m in msgs)

@@ -9,6 +9,7 @@ the attack) fails the test, so a refusal can never be mistaken for a pass.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -390,18 +391,32 @@ async def test_unmasked_columns_and_other_tables_pass_unchanged(gw: Gateway) -> 
     assert [r["notes"] for r in names] == ["prefers email", "call after 5", "vip"]
 
 
-async def test_recordings_hold_no_raw_value(gw: Gateway, psql: Psql) -> None:
+async def test_recordings_hold_what_the_client_saw_and_no_raw_value(
+    gw: Gateway, psql: Psql
+) -> None:
     await psql("-c", "SELECT ssn::int FROM customers")
-    await psql("-c", "SELECT * FROM customers")
+    await psql("-c", "SELECT id, name, ssn, email FROM customers ORDER BY id")
+    conn = await asyncpg.connect(gw.dsn)  # binary format, rows without a RowDescription
+    try:
+        stmt = await conn.prepare("SELECT card, phone FROM customers WHERE id = $1")
+        await stmt.fetch(1)
+    finally:
+        await conn.close()
     await gw.central.recorder.flush()
     store = gw.central.store
-    dumped = []
+    dumped, results = [], {}
     for session in await store.list_sessions(user=None, limit=100):
         found = await store.session_with_statements(session.id)
         assert found is not None
-        dumped += [f"{s.sql} {s.params} {s.error}" for s in found[1]]
+        dumped += [f"{s.sql} {s.params} {s.error} {s.result}" for s in found[1]]
+        results |= {s.sql: json.loads(s.result) for s in found[1] if s.result}
     assert any("invalid input syntax" in d for d in dumped)
     assert leaks("\n".join(dumped)) == []
+    shown = results["SELECT id, name, ssn, email FROM customers ORDER BY id"]
+    assert shown["columns"] == ["id", "name", "ssn", "email"]
+    assert shown["rows"][0] == ["1", "Ada", "****", "****@example.com"]
+    binary = results["SELECT card, phone FROM customers WHERE id = $1"]
+    assert binary["rows"][0][0] == "****" and binary["rows"][0][1].startswith("h:")
 
 
 async def test_a_failing_masker_withholds_the_result_and_says_so(

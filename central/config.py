@@ -93,6 +93,7 @@ class ServerConfig(_Section):
     webhook_timeout: float = Field(default=5.0, gt=0, le=60)  # seconds per attempt
     # How long a statement held for review waits for a decision before it fails.
     review_timeout: int = Field(default=900, ge=1, le=86400)
+    record_rows: int = Field(default=20, ge=0, le=1000)  # of each result, in recordings
 
     _addr = field_validator("api_listen", "tunnel_listen", mode="before")(_address)
 

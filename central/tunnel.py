@@ -166,6 +166,7 @@ class TunnelServer:
                 if masking is None
                 else SessionMasking(masking, central.catalogs, spec),
                 gate=SessionGate(central, identity, res.name, live.id),
+                record_rows=central.config.server.record_rows,
                 live=live,
                 recording=recording,
                 client=(reader, writer),

@@ -60,7 +60,6 @@ from central.protocols.postgres.target import TargetConnection
 from central.protocols.postgres.tracker import (
     DATA_ROW,
     READY,
-    SAMPLE_ROWS,
     TRACKED_BACKEND,
     StatementTracker,
     rows_from_tag,
@@ -110,6 +109,7 @@ class PostgresSession:
         gate: Gate,
         log: ContextLogger,
         masking: SessionMasking | None = None,
+        record_rows: int = 20,
     ) -> None:
         self.live = live
         self.masking = masking
@@ -121,7 +121,7 @@ class PostgresSession:
         self.target = target
         self.gate = gate
         self.log = log
-        self.tracker = StatementTracker(recording, target.status)
+        self.tracker = StatementTracker(recording, target.status, keep_rows=record_rows)
         self._c_frames = FrameReader()
         self._t_frames = FrameReader()
         self._queue: deque[Frame] = deque()  # client messages not yet through the gate
@@ -540,7 +540,7 @@ class PostgresSession:
     def _relay(self) -> bytes:
         """Everything the target sent, unchanged but for our own replies spliced in."""
         tracker = self.tracker
-        chunk, events, tail_rows = self._t_frames.scan(TRACKED_BACKEND, DATA_ROW, SAMPLE_ROWS)
+        chunk, events, tail_rows = self._t_frames.scan(TRACKED_BACKEND, DATA_ROW, tracker.keep_rows)
         start = 0
         pieces: list[bytes] = []
         for end, rows, frame in events:

@@ -7,7 +7,7 @@ to know each statement's outcome, rows and duration. It also remembers prepared 
 portals (their SQL, parameter types and the policy decision that let them through), which the
 session needs to judge a later Bind or Execute.
 
-It keeps the first rows of each statement's result (`SAMPLE_ROWS`, each cell clipped) with the
+It keeps the first rows of each statement's result (`keep_rows`, each cell clipped) with the
 column names, exactly as the client received them: the session hands it DataRows after
 masking, never the target's own bytes.
 """
@@ -42,7 +42,6 @@ READY, ERROR, COMMAND_COMPLETE, EMPTY, SUSPENDED, PARAM_DESC, DATA_ROW, ROW_DESC
 TRACKED_BACKEND = frozenset(
     (COMMAND_COMPLETE, ERROR, READY, EMPTY, SUSPENDED, PARAM_DESC, ROW_DESC)
 )
-SAMPLE_ROWS = 20  # rows of each result kept in the recording
 _CELL_MAX = 200  # characters of a kept cell
 _HEX_MAX = 64  # bytes of a binary cell kept (as hex)
 
@@ -102,8 +101,9 @@ _SYNC = None  # the Sync marker in the queue of executions
 
 
 class StatementTracker:
-    def __init__(self, recording: SessionLog, status: str) -> None:
+    def __init__(self, recording: SessionLog, status: str, *, keep_rows: int = 20) -> None:
         self.recording = recording
+        self.keep_rows = keep_rows  # rows of each result kept in the recording
         self.status = status  # transaction status of the last ReadyForQuery
         self.owed = 0  # ReadyForQuery messages the target still owes the client
         self.prepared: dict[str, Prepared] = {}
@@ -188,8 +188,9 @@ class StatementTracker:
         head = self._inflight[0] if self._inflight else None
         return (
             head is not None
+            and self.keep_rows > 0
             and not head.sealed
-            and (head.sample is None or len(head.sample) < SAMPLE_ROWS)
+            and (head.sample is None or len(head.sample) < self.keep_rows)
         )
 
     def sample_row(self, raw: bytes) -> None:
@@ -198,9 +199,11 @@ class StatementTracker:
         if head is None:
             return
         head.rows_sent += 1
+        if not self.keep_rows:
+            return
         if head.sample is None:
             head.sample = []
-        if head.sealed or len(head.sample) >= SAMPLE_ROWS:
+        if head.sealed or len(head.sample) >= self.keep_rows:
             head.more = True
             return
         row = decode_backend(Frame(DATA_ROW, raw))
@@ -228,7 +231,7 @@ class StatementTracker:
         kind = frame.type
         head = self._inflight[0] if self._inflight else None
         if kind == ROW_DESC:
-            if head is not None and head.columns is None and not head.sealed:
+            if head is not None and self.keep_rows and head.columns is None and not head.sealed:
                 desc = decode_backend(frame)
                 assert isinstance(desc, RowDescription)
                 head.columns = [clip(f.name, _CELL_MAX) for f in desc.fields]

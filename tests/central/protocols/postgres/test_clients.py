@@ -380,3 +380,15 @@ async def test_node_postgres_parameterized_simple_and_transaction(
     insert = by_sql["INSERT INTO items (id, name) VALUES ($1, $2) RETURNING id, name"]
     assert insert.params == ["9001", "from node"] and insert.rows == 1
     assert [r.sql for r in statements if r.sql in ("BEGIN", "ROLLBACK")] == ["BEGIN", "ROLLBACK"]
+
+
+async def test_record_rows_zero_keeps_no_result(tmp_path: Path, target: str) -> None:
+    async with gateway(tmp_path / "central", target, server={"record_rows": 0}) as gw:
+        (await Psql(gw, tmp_path / "home")("-At", "-c", "SELECT id FROM items")).check("psql")
+        await gw.central.recorder.flush()
+        store = gw.central.store
+        session = (await store.list_sessions(user=None, limit=1))[0]
+        found = await store.session_with_statements(session.id)
+    assert found is not None
+    [statement] = [s for s in found[1] if s.sql == "SELECT id FROM items"]
+    assert statement.rows == 100 and statement.result is None

@@ -278,7 +278,7 @@ async def raw_query(gw: Gateway, sql: str) -> list[m.BackendMessage]:
     return seen
 
 
-# The relay reads the bodies of the first rows of every result (SAMPLE_ROWS, kept in the
+# The relay reads the bodies of the first rows of every result (server.record_rows, kept in the
 # recording) and of every row of a masked result; past those it walks message headers only
 # (FrameReader.scan), which keeps large results cheap. The malformed rows here come first in
 # their result, so they are read and end the session; the same row at position 1000 of an

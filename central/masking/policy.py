@@ -41,7 +41,7 @@ from central.masking.lineage import Analysis, BaseColumn, ColumnOrigin
 from central.masking.rows import CopyFormat
 from central.masking.styles import Style
 
-STRENGTH: dict[str, int] = {"partial": 0, "hash": 1, "full": 2, "null": 3}
+_STRENGTH: dict[str, int] = {"partial": 0, "hash": 1, "full": 2, "null": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +120,14 @@ class Masking:
         detecting = [r for r in self.rules if r.detectors]
         self.unknown: ColumnAction | None = None
         if strict:
-            rule = _strongest(strict)
+            rule = strongest(strict)
             self.unknown = ColumnAction("mask", rule.style, rule.name)
         elif detecting:
-            rule = _strongest(detecting)
+            rule = strongest(detecting)
             self.unknown = ColumnAction("scan", rule.style, rule.name)
         names = sorted({d for r in detecting for d in r.detectors})
         self.scanner: Scanner | None = scanner(tuple(names)) if names else None
-        self.detect_style: Style = _strongest(detecting).style if detecting else "full"
+        self.detect_style: Style = strongest(detecting).style if detecting else "full"
         self._column_rules = [r for r in self.rules if r.columns]
         self._by_column: dict[BaseColumn, MaskRule | None] = {}
         self._by_catalog: tuple[Catalog, _Masked] | None = None
@@ -154,7 +154,7 @@ class Masking:
                     fnmatch.fnmatchcase(full if p.count(".") == 2 else short, p) for p in r.columns
                 )
             ]
-            found = _strongest(matching) if matching else None
+            found = strongest(matching) if matching else None
         if len(self._by_column) > 100_000:
             self._by_column.clear()
         self._by_column[column] = found
@@ -176,7 +176,7 @@ class Masking:
     ) -> ColumnAction | None:
         masked = self._masked_of(origin.sources)
         if masked:
-            rule = _strongest([r for _, r in masked])
+            rule = strongest([r for _, r in masked])
             type_oid = 0
             if origin.direct and len(masked) == 1:
                 (schema, name, column), _ = masked[0]
@@ -201,7 +201,7 @@ class Masking:
             # such rule, detectors or not.
             hits = self.masked(catalog).named_in(sql)
             if hits and (unknown is None or unknown.action == "scan"):
-                rule = _strongest(hits)
+                rule = strongest(hits)
                 unknown = ColumnAction("mask", rule.style, rule.name)
         if analysis.kind == "unparsed":
             return Plan(None, unknown, scrub=True)
@@ -229,7 +229,7 @@ class Masking:
         # When the result has a shape lineage did not predict, a statement that read masked
         # columns gets every column masked by the strongest of them.
         if read_masked:
-            rule = _strongest([r for _, r in read_masked])
+            rule = strongest([r for _, r in read_masked])
             return ColumnAction("mask", rule.style, rule.name)
         return unknown
 
@@ -274,7 +274,7 @@ class Masking:
         if a.kind == "code":
             hits = info.named_in(a.body or "")
             if hits:
-                rule = _strongest(hits)
+                rule = strongest(hits)
                 return Refusal(
                     "code that names a relation or column holding masked data cannot be "
                     f"created or run through a masked session ({rule.name})",
@@ -348,7 +348,7 @@ def rules_for(resource: str, config_rules: Iterable[RuleConfig]) -> list[MaskRul
     return found
 
 
-def _strongest(rules: Sequence[MaskRule]) -> MaskRule:
+def strongest(rules: Sequence[MaskRule]) -> MaskRule:
     best = rules[0]
     for rule in rules[1:]:
         if _stronger(rule, best):
@@ -357,7 +357,7 @@ def _strongest(rules: Sequence[MaskRule]) -> MaskRule:
 
 
 def _stronger(a: MaskRule, b: MaskRule) -> bool:
-    return STRENGTH[a.style] > STRENGTH[b.style]
+    return _STRENGTH[a.style] > _STRENGTH[b.style]
 
 
 def _name(column: BaseColumn) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from central.masking.catalog import Catalog, Relation
 from central.masking.lineage import Analysis, analyze
-from central.masking.policy import STRENGTH, ColumnAction, Masking, Plan, Refusal
+from central.masking.policy import ColumnAction, Masking, Plan, Refusal, strongest
 from central.masking.rows import CellFn, CopyRows, mask_cell, rewrite_data_rows, scan_cell
 from central.masking.styles import mask_spans
 from central.protocols.postgres.catalog import CatalogCache
@@ -183,7 +183,7 @@ class SessionMasking:
 
     def _masked_blind(self) -> Plan:
         # Which relation the server reads is unknown: mask every column by the strongest rule.
-        rule = max(self.masking.rules, key=lambda r: STRENGTH[r.style])
+        rule = strongest(self.masking.rules)
         return Plan(None, ColumnAction("mask", rule.style, rule.name), scrub=True)
 
     def _blind(self) -> Plan:

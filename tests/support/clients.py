@@ -78,6 +78,17 @@ def psql_binary() -> str:
     return found
 
 
+def pg_dump_binary() -> str:
+    found = shutil.which("pg_dump")
+    if found is None:
+        pytest.fail(
+            "pg_dump is required: install the Debian package postgresql-client "
+            f"(`{PROVISION}` does it)",
+            pytrace=False,
+        )
+    return found
+
+
 def pgbench_binary() -> str:
     """pgbench ships with the server binaries on Debian (postgresql-NN, pulled in by
     `postgresql`), in /usr/lib/postgresql/NN/bin; /usr/bin/pgbench is pg_wrapper's link."""

@@ -17,7 +17,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.support.clients import Psql
+from tests.support.clients import Psql, client_env, pg_dump_binary, run
 from tests.support.gateway import Gateway, gateway
 from tests.support.pgtemp import temporary_database
 
@@ -473,3 +473,33 @@ async def test_a_moved_search_path_cannot_swap_a_clean_name_for_masked_data(
     result = (await psql("-A", "-v", "ON_ERROR_STOP=1", stdin=script)).check("script")
     assert leaks(result.stdout) == [], result.stdout
     assert result.stdout.count("****") == 3
+
+
+async def test_psql_meta_commands_work_on_a_masked_resource(psql: Psql) -> None:
+    """Engineers must not notice masking where there is nothing to mask: psql's catalog
+    queries (regex operators, pg_catalog functions, format_type, ...) pass unrefused."""
+    for command, shown in (
+        ("\\dt", "customers"),
+        ("\\d customers", "ssn"),
+        ("\\dv", "customer_contacts"),
+        ("\\df leak_ssn", "leak_ssn"),
+        ("\\l", "Name"),
+        ("\\dn", "public"),
+    ):
+        result = (await psql("-c", command)).check(command)
+        assert shown in result.stdout, (command, result.stdout)
+        assert leaks(result.stdout) == []
+
+
+async def test_pg_dump_of_a_masked_table_holds_masked_values(gw: Gateway, tmp_path: Path) -> None:
+    result = await run(
+        pg_dump_binary(),
+        "--data-only",
+        "--table=customers",
+        "-d",
+        gw.dsn,
+        env=client_env(tmp_path / "home"),
+    )
+    result.check("pg_dump")
+    assert "COPY public.customers" in result.stdout and "****" in result.stdout
+    assert leaks(result.stdout) == [], result.stdout

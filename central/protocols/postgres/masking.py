@@ -13,7 +13,8 @@ result sets, a Describe's RowDescription, an Execute's rows, a Sync's ReadyForQu
 RowDescription is matched with the statement it describes, so the cells of each DataRow and
 CopyData are rewritten by the right column's rule. Errors and notices are scrubbed: detectors
 over their texts always, and for a statement that read masked data, quoted values and the
-detail are withheld (`invalid input syntax for type integer: "123-45-6789"`).
+detail are withheld (`invalid input syntax for type integer: "123-45-6789"`). Notification
+payloads go through the detectors too.
 
 Anything unexpected fails closed: an exception here ends the session before a row passes.
 """
@@ -37,13 +38,14 @@ from central.protocols.postgres.messages import (
     ErrorResponse,
     FieldDescription,
     NoticeResponse,
+    NotificationResponse,
     ParameterStatus,
     RowDescription,
 )
 from central.protocols.postgres.target import TargetSpec
 
-_T, _N_DATA, _C, _I, _S_SUSP, _E, _N, _Z, _H, _D_COPY, _C_DONE, _PARAM = (
-    ord(c) for c in "TnCIsENZHdcS"
+_T, _N_DATA, _C, _I, _S_SUSP, _E, _N, _Z, _H, _D_COPY, _C_DONE, _PARAM, _NOTIFY = (
+    ord(c) for c in "TnCIsENZHdcSA"
 )
 _TEXT_OID = 25
 
@@ -321,6 +323,14 @@ class SessionMasking:
                 return _copy_data(self._copy.rewrite(payload))
         elif kind == _C_DONE:
             self._copy = None
+        elif kind == _NOTIFY:
+            # Payloads come from whatever sent them (a trigger, another session), not from a
+            # statement lineage saw: the detectors are all that can look at them.
+            note = decode_backend(frame)
+            assert isinstance(note, NotificationResponse)
+            shown = self._scrub_text(note.payload, quoted=False)
+            if shown != note.payload:
+                return encode(NotificationResponse(note.pid, note.channel, shown))
         elif kind == _PARAM:
             status = decode_backend(frame)
             assert isinstance(status, ParameterStatus)

@@ -503,3 +503,21 @@ async def test_pg_dump_of_a_masked_table_holds_masked_values(gw: Gateway, tmp_pa
     result.check("pg_dump")
     assert "COPY public.customers" in result.stdout and "****" in result.stdout
     assert leaks(result.stdout) == [], result.stdout
+
+
+async def test_a_notification_carrying_masked_data_is_scanned(psql: Psql, target: str) -> None:
+    conn = await asyncpg.connect(target)
+    try:  # an existing trigger, made by someone else, that announces orders with an email
+        await conn.execute(
+            "CREATE FUNCTION announce() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " PERFORM pg_notify('orders', (SELECT email FROM customers"
+            " WHERE id = NEW.customer_id)); RETURN NEW; END $$;"
+            "CREATE TRIGGER announce AFTER INSERT ON orders"
+            " FOR EACH ROW EXECUTE FUNCTION announce()"
+        )
+    finally:
+        await conn.close()
+    script = "LISTEN orders;\nINSERT INTO orders VALUES (5, 1, 1, 'new');\n"
+    result = (await psql("-v", "ON_ERROR_STOP=1", stdin=script)).check("script")
+    assert 'Asynchronous notification "orders" with payload "****"' in result.stdout, result
+    assert leaks(result.stdout) == []

@@ -23,6 +23,7 @@ from central.protocols.postgres.messages import (
     CopyOutResponse,
     DataRow,
     FieldDescription,
+    NotificationResponse,
     ParameterDescription,
     ParameterStatus,
     PortalSuspended,
@@ -194,3 +195,12 @@ def test_refusals_commit_nothing_and_the_target_reports_string_rules() -> None:
     assert m.plan("FETCH ALL FROM c") is not None and not m._cursors
     feed(m, ParameterStatus("standard_conforming_strings", "off"))
     assert m.backslash_escapes
+
+
+def test_notification_payloads_go_through_the_detectors() -> None:
+    m = session()
+    (out,) = feed(m, NotificationResponse(7, "orders", "new order from a@b.example"))
+    assert isinstance(out, NotificationResponse)
+    assert (out.pid, out.channel, out.payload) == (7, "orders", "new order from ****")
+    (same,) = feed(m, NotificationResponse(7, "orders", "order 42 shipped"))
+    assert isinstance(same, NotificationResponse) and same.payload == "order 42 shipped"

@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from central.logs import ContextLogger
-from central.masking.policy import Refusal
 from central.masking.rows import RowError
 from central.policy.enforce import FORWARD, Verdict
 from central.policy.rules import Decision
@@ -262,35 +261,23 @@ class PostgresSession:
         if kind in _PASSTHROUGH_FRONTEND:
             out.append(frame.raw)
         elif kind == _Q:
-            if self._catalog_stale(frame):
-                return False
             query = decode_frontend(frame)
             assert isinstance(query, Query)
-            verdict = self._judge(frame, query.sql, "simple")
+            verdict = self._admit(frame, query.sql, None)
             if verdict is _HOLD:
                 return False
             if isinstance(verdict, Verdict):
-                masking = self.masking
-                if masking is None or not self._masking_refused(
-                    query.sql, "simple", masking.query(query.sql)
-                ):
-                    self.tracker.query(query.sql, verdict)
-                    out.append(frame.raw)
+                self.tracker.query(query.sql, verdict)
+                out.append(frame.raw)
         elif kind == _P:
-            if self._catalog_stale(frame):
-                return False
             parse = decode_frontend(frame)
             assert isinstance(parse, Parse)
-            verdict = self._judge(frame, parse.sql, "extended")
+            verdict = self._admit(frame, parse.sql, parse.name)
             if verdict is _HOLD:
                 return False
             if isinstance(verdict, Verdict):
-                masking = self.masking
-                if masking is None or not self._masking_refused(
-                    parse.sql, "extended", masking.parse(parse.name, parse.sql)
-                ):
-                    self.tracker.parse(parse, verdict)
-                    self._forward_extended(frame, out)
+                self.tracker.parse(parse, verdict)
+                self._forward_extended(frame, out)
         elif kind == _B:
             bind = decode_frontend(frame)
             assert isinstance(bind, Bind)
@@ -411,14 +398,23 @@ class PostgresSession:
         self.c_transport.resume_reading()
         self._pump()
 
-    def _masking_refused(self, sql: str, protocol: str, refusal: Refusal | None) -> bool:
-        """Tell the client why masking refuses a statement; False when it was not refused."""
+    def _admit(self, frame: Frame, sql: str, parse_name: str | None) -> Verdict | _Held:
+        """The SQL of a Query (`parse_name` None) or a Parse through the gate and masking:
+        the Verdict to forward it with, _HOLD (wait) or _REFUSED (the client has been told)."""
+        if self._catalog_stale(frame):
+            return _HOLD
+        protocol = "simple" if parse_name is None else "extended"
+        verdict = self._judge(frame, sql, protocol)
+        masking = self.masking
+        if masking is None or not isinstance(verdict, Verdict):
+            return verdict
+        refusal = masking.query(sql) if parse_name is None else masking.parse(parse_name, sql)
         if refusal is None:
-            return False
+            return verdict
         self.log.info("masking refused a statement: %s", refusal.reason)
         message = f"Watchgate: {refusal.reason}"
         self._refuse(sql, protocol, "42501", message, "mask", refusal.rule, "refused")
-        return True
+        return _REFUSED
 
     def _refuse(
         self,

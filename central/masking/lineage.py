@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Final, Literal, TypeAlias
+from typing import Final, Generic, Literal, TypeAlias, TypeVar
 
 from sqlglot import exp
 
@@ -158,6 +158,9 @@ class Analysis:
     body: str | None = None  # code: the body text (DO block, function source)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 UNPARSED: Final = Analysis(kind="unparsed", output=None, reads_unknown=True)
 
 
@@ -174,6 +177,14 @@ def analyze(sql: str, catalog: Catalog, *, backslash_escapes: bool | None = None
     EmptyQueryResponse -- and an empty list here. Text that cannot be cut into statements the
     way the server cuts it gives a single unparsed Analysis. Never raises.
     """
+    found = _BY_TEXT.get(catalog, (backslash_escapes, sql))
+    if found is None:
+        found = _analyze(sql, catalog, backslash_escapes)
+        _BY_TEXT.put(catalog, (backslash_escapes, sql), found)
+    return found
+
+
+def _analyze(sql: str, catalog: Catalog, backslash_escapes: bool | None) -> list[Analysis]:
     statements = split(sql, backslash_escapes)
     if statements is None:
         return [UNPARSED]
@@ -189,26 +200,43 @@ def analyze(sql: str, catalog: Catalog, *, backslash_escapes: bool | None = None
     return out
 
 
-# Statements by their tokens with numbers taken out, per catalog object: `... WHERE aid = 42`
-# and `... WHERE aid = 43` have one lineage, and a workload of such statements should not pay
-# the parser for each. Numbers never change where a column's values come from; strings can
-# (COPY options, query_to_xml's query), so they stay in the key. Only plain queries and
-# writes are kept: other kinds carry text cut from the statement (view and code bodies).
-_CACHED: dict[tuple[int, tuple[tuple[str, str], ...]], tuple[Catalog, Analysis]] = {}
-_CACHED_MAX: Final = 4096
+class _Memo(Generic[K, V]):
+    """Results per catalog object, bounded (oldest out first). Keyed by the catalog's id and
+    checked by identity, so a catalog that was dropped and whose id was reused never hits."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._found: dict[tuple[int, K], tuple[Catalog, V]] = {}
+
+    def get(self, catalog: Catalog, key: K) -> V | None:
+        hit = self._found.get((id(catalog), key))
+        return hit[1] if hit is not None and hit[0] is catalog else None
+
+    def put(self, catalog: Catalog, key: K, value: V) -> None:
+        if len(self._found) >= self._size:
+            self._found.pop(next(iter(self._found)))
+        self._found[(id(catalog), key)] = (catalog, value)
+
+
+# Whole texts, exactly: a repeated Query or Parse skips even the lexer.
+_BY_TEXT: Final[_Memo[tuple[bool | None, str], list[Analysis]]] = _Memo()
+# Statements by their tokens with numbers taken out: `... WHERE aid = 42` and `... WHERE aid
+# = 43` have one lineage, and a workload of such statements should not pay the parser for
+# each. Numbers never change where a column's values come from; strings can (COPY options,
+# query_to_xml's query), so they stay in the key. Only plain queries and writes are kept:
+# other kinds carry text cut from the statement (view and code bodies).
+_BY_SHAPE: Final[_Memo[tuple[tuple[str, str], ...], Analysis]] = _Memo()
 _CACHEABLE: Final = frozenset({"select", "insert", "update", "delete", "merge"})
 
 
 def _cached_statement(sql: str, tokens: Sequence[Token], catalog: Catalog) -> tuple[Analysis, bool]:
-    key = (id(catalog), tuple((t[0], "1" if t[0] == "n" else t[1]) for t in tokens))
-    hit = _CACHED.get(key)
-    if hit is not None and hit[0] is catalog:
-        return hit[1], False
+    key = tuple((t[0], "1" if t[0] == "n" else t[1]) for t in tokens)
+    hit = _BY_SHAPE.get(catalog, key)
+    if hit is not None:
+        return hit, False
     analysis, changes = _statement(sql, tokens, catalog, 0)
     if not changes and analysis.kind in _CACHEABLE and analysis.view is None:
-        if len(_CACHED) >= _CACHED_MAX:
-            _CACHED.pop(next(iter(_CACHED)))
-        _CACHED[key] = (catalog, analysis)
+        _BY_SHAPE.put(catalog, key, analysis)
     return analysis, changes
 
 

@@ -49,22 +49,6 @@ _T, _N_DATA, _C, _I, _S_SUSP, _E, _N, _Z, _H, _D_COPY, _C_DONE, _PARAM, _NOTIFY 
 )
 _TEXT_OID = 25
 
-# Analyses by exact text, per catalog object: a repeated statement skips the parser.
-_ANALYSES: dict[tuple[int, bool, str], tuple[Catalog, list[Analysis]]] = {}
-_ANALYSES_MAX = 4096
-
-
-def analyses(catalog: Catalog, sql: str, backslash_escapes: bool) -> list[Analysis]:
-    key = (id(catalog), backslash_escapes, sql)
-    hit = _ANALYSES.get(key)
-    if hit is not None and hit[0] is catalog:
-        return hit[1]
-    found = analyze(sql, catalog, backslash_escapes=backslash_escapes)
-    if len(_ANALYSES) >= _ANALYSES_MAX:
-        _ANALYSES.pop(next(iter(_ANALYSES)))
-    _ANALYSES[key] = (catalog, found)
-    return found
-
 
 class MaskingFailed(Exception):
     """Masking could not complete: the session must end before anything more is sent."""
@@ -157,7 +141,7 @@ class SessionMasking:
     def plan(self, sql: str) -> Planned | Refusal:
         """Plan every statement of `sql`; nothing is remembered until `commit`."""
         assert self.catalog is not None, "refresh() first"
-        found = analyses(self.catalog, sql, self.backslash_escapes)
+        found = analyze(sql, self.catalog, backslash_escapes=self.backslash_escapes)
         context = "\n".join((sql, *self._named_texts.values())) if self._named_texts else sql
         plans = []
         for a in found:

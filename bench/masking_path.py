@@ -36,33 +36,22 @@ from bench.pg_path import prepare as prepare_pgbench
 
 DB = "wg_mask_bench"
 QUERY = "SELECT id, name, email, ssn, card, city FROM people"
-FULL = """
-[[rules]]
-name = "pii"
-resources = ["db"]
-action = "mask"
-columns = ["people.ssn", "people.email", "people.card"]
-"""
-MIXED = """
-[[rules]]
-name = "pii"
-resources = ["db"]
-action = "mask"
-columns = ["people.ssn"]
-style = "full"
-[[rules]]
-name = "contact"
-resources = ["db"]
-action = "mask"
-columns = ["people.email"]
-style = "partial"
-[[rules]]
-name = "cards"
-resources = ["db"]
-action = "mask"
-columns = ["people.card"]
-style = "hash"
-"""
+
+
+def rule(name: str, columns: list[str], style: str = "full") -> str:
+    """One mask rule on the bench resource, as config text."""
+    return (
+        f'[[rules]]\nname = "{name}"\nresources = ["db"]\naction = "mask"\n'
+        f"columns = {columns!r}\nstyle = {style!r}\n".replace("'", '"')
+    )
+
+
+FULL = rule("pii", ["people.ssn", "people.email", "people.card"])
+MIXED = (
+    rule("pii", ["people.ssn"])
+    + rule("contact", ["people.email"], "partial")
+    + rule("cards", ["people.card"], "hash")
+)
 
 
 def prepare(rows: int) -> None:
@@ -160,10 +149,9 @@ def main() -> None:
 
 def pgbench_masked(seconds: int) -> None:
     prepare_pgbench(10)
-    rule = '[[rules]]\nname = "m"\nresources = ["db"]\naction = "mask"\n'
-    rule += 'columns = ["pgbench_accounts.filler"]\n'
+    masked = rule("m", ["pgbench_accounts.filler"])
     found = {}
-    for label, extra in (("no mask rule", ""), ("a mask rule", rule)):
+    for label, extra in (("no mask rule", ""), ("a mask rule", masked)):
         with watchgate(PGBENCH_DB, extra) as (url, _central, _proxy):
             found[label] = pgbench_tps(url, 8, seconds)
     plain = found["no mask rule"]

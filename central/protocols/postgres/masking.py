@@ -113,6 +113,7 @@ class SessionMasking:
     # The client changed its search_path: the catalog's path (read on another connection) may
     # no longer say which of two same-named relations an unqualified name means.
     _path_changed: bool = False
+    _ambiguous: tuple[Catalog, frozenset[str]] | None = None  # names in two schemas, per catalog
     _statements: dict[str, _Statement] = field(default_factory=dict)
     _portals: dict[str, _Portal] = field(default_factory=dict)
     _expect: deque[_Expect] = field(default_factory=deque)
@@ -160,12 +161,15 @@ class SessionMasking:
 
     def _names_ambiguous(self, sql: str) -> bool:
         """Does `sql` name a relation that exists in more than one schema?"""
-        assert self.catalog is not None
-        seen: dict[str, int] = {}
-        for _schema, name in self.catalog.relations:
-            seen[name.lower()] = seen.get(name.lower(), 0) + 1
-        words = {w.lower() for w in _WORD.findall(sql)}
-        return any(seen.get(w, 0) > 1 for w in words)
+        catalog = self.catalog
+        assert catalog is not None
+        if self._ambiguous is None or self._ambiguous[0] is not catalog:
+            seen: dict[str, int] = {}
+            for _schema, name in catalog.relations:
+                seen[name.lower()] = seen.get(name.lower(), 0) + 1
+            self._ambiguous = (catalog, frozenset(n for n, count in seen.items() if count > 1))
+        ambiguous = self._ambiguous[1]
+        return any(w.lower() in ambiguous for w in _WORD.findall(sql))
 
     def _masked_blind(self) -> Plan:
         # Which relation the server reads is unknown: mask every column by the strongest rule.

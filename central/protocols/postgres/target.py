@@ -24,11 +24,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import socket
 import ssl
 import struct
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,6 +35,7 @@ from scramp import ScramClient
 from scramp.utils import ScramException
 
 from central.logs import ContextLogger
+from central.protocols.errors import MAX_ERROR_TEXT, clean_text, describe_os_error
 from central.protocols.postgres import messages as m
 from central.protocols.postgres.codec import (
     Frame,
@@ -88,7 +87,6 @@ _MAX_FRAME = 1 << 20
 """Largest message accepted during start-up (errors, notices, parameter reports are small)."""
 _MAX_STARTUP_MESSAGES = 10_000
 _MAX_PARAMETERS = 1_000
-_MAX_ERROR_TEXT = 300
 _MAX_NOTICES_LOGGED = 20
 
 _AUTH_FAILED_SQLSTATE = "28P01"  # invalid_password: the credential itself was refused
@@ -188,34 +186,7 @@ def filter_startup_params(params: Mapping[str, str]) -> dict[str, str]:
     return safe
 
 
-def clean_text(text: str, *, secret: str | None = None, limit: int = _MAX_ERROR_TEXT) -> str:
-    """Untrusted server text made safe for one log line: control and format characters (bidi
-    overrides included) become spaces, runs of whitespace collapse, `secret` is redacted, and
-    the result is cut to `limit` characters."""
-    if secret:
-        text = text.replace(secret, "***")
-    cleaned = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf") else ch for ch in text)
-    cleaned = " ".join(cleaned.split())
-    if len(cleaned) > limit:
-        cleaned = cleaned[: limit - 1] + "…"
-    return cleaned
-
-
 # --- connecting -----------------------------------------------------------------------------
-
-
-def _describe_os_error(exc: OSError) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate verification failed: {exc.verify_message or exc.reason}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, socket.gaierror):
-        text = exc.strerror or str(exc)
-    elif exc.errno is not None:  # asyncio's strerror is "Connect call failed (...)"
-        text = os.strerror(exc.errno)
-    else:
-        text = exc.strerror or str(exc) or type(exc).__name__
-    return text[:1].lower() + text[1:]
 
 
 async def _open_socket(host: str, port: int) -> socket.socket:
@@ -250,7 +221,7 @@ def _tls_context(spec: TargetSpec, fail: _Fail) -> ssl.SSLContext:
             context = ssl.create_default_context(cafile=spec.ca_file)
         except (OSError, ssl.SSLError) as exc:
             raise fail(
-                f"cannot load the CA file {spec.ca_file}: {_describe_os_error(exc)}"
+                f"cannot load the CA file {spec.ca_file}: {describe_os_error(exc)}"
             ) from None
         context.check_hostname = True
         context.verify_mode = ssl.CERT_REQUIRED
@@ -271,9 +242,9 @@ async def _open_stream(
     try:
         sock = await _open_socket(spec.host, spec.port)
     except socket.gaierror as exc:
-        raise fail(f"cannot resolve {spec.host}: {_describe_os_error(exc)}") from None
+        raise fail(f"cannot resolve {spec.host}: {describe_os_error(exc)}") from None
     except OSError as exc:
-        raise fail(f"cannot connect to {where}: {_describe_os_error(exc)}") from None
+        raise fail(f"cannot connect to {where}: {describe_os_error(exc)}") from None
 
     try:
         context: ssl.SSLContext | None = None
@@ -285,7 +256,7 @@ async def _open_stream(
                 answer = await loop.sock_recv(sock, 1)
             except OSError as exc:
                 raise fail(
-                    f"TLS negotiation with {where} failed: {_describe_os_error(exc)}"
+                    f"TLS negotiation with {where} failed: {describe_os_error(exc)}"
                 ) from None
             if answer == b"N":
                 raise fail("target does not support TLS (resource requires it)")
@@ -303,7 +274,7 @@ async def _open_stream(
             )
         except (OSError, ssl.SSLError) as exc:
             step = "TLS handshake with" if context is not None else "connection to"
-            raise fail(f"{step} {where} failed: {_describe_os_error(exc)}") from None
+            raise fail(f"{step} {where} failed: {describe_os_error(exc)}") from None
     except BaseException:
         sock.close()
         raise
@@ -319,7 +290,7 @@ class _Fail:
     def __call__(self, cause: str, *, sqlstate: str | None = None) -> TargetError:
         return TargetError(self.resource, cause, sqlstate=sqlstate)
 
-    def clean(self, text: str, *, limit: int = _MAX_ERROR_TEXT) -> str:
+    def clean(self, text: str, *, limit: int = MAX_ERROR_TEXT) -> str:
         return clean_text(text, secret=self.secret, limit=limit)
 
     def server_error(self, code: str, message: str) -> TargetError:
@@ -356,7 +327,7 @@ class _Frames:
         except asyncio.IncompleteReadError:
             raise self.fail("the target closed the connection during start-up") from None
         except (OSError, ssl.SSLError) as exc:
-            raise self.fail(f"connection lost during start-up: {_describe_os_error(exc)}") from None
+            raise self.fail(f"connection lost during start-up: {describe_os_error(exc)}") from None
         try:
             self.frames.receive_data(header + body)
             frame = self.frames.next_frame()
@@ -560,7 +531,7 @@ async def connect_target(
         if isinstance(exc, TimeoutError):
             raise fail("target timed out") from None
         if isinstance(exc, OSError):
-            raise fail(f"connection lost during start-up: {_describe_os_error(exc)}") from None
+            raise fail(f"connection lost during start-up: {describe_os_error(exc)}") from None
         raise
     conn_log.debug(
         "connected to %s:%s as %s (auth %s, tls %s)",
@@ -659,7 +630,7 @@ async def cancel_target(
     except TimeoutError:
         raise fail("target timed out (cancel request)") from None
     except OSError as exc:
-        raise fail(f"cancel request failed: {_describe_os_error(exc)}") from None
+        raise fail(f"cancel request failed: {describe_os_error(exc)}") from None
     finally:
         if writer is not None:
             writer.transport.abort()

@@ -22,14 +22,13 @@ in a message.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass, field
 
 import asyncssh
 
 from central.config import Address, ResourceConfig
-from central.protocols.postgres.target import clean_text
+from central.protocols.errors import clean_text, describe_os_error
 
 
 @dataclass(frozen=True)
@@ -179,21 +178,13 @@ async def connect_target(
     except TimeoutError:
         raise fail("target timed out") from None
     except socket.gaierror as exc:
-        raise fail(f"cannot resolve {spec.host}: {_describe(exc)}") from None
+        raise fail(f"cannot resolve {spec.host}: {describe_os_error(exc)}") from None
     except OSError as exc:
         if client.connected:
             # OpenSSH drops the connection without a word when key exchange finds nothing in
             # common, e.g. no host key of the pinned type: its log says "Unable to negotiate".
+            why = describe_os_error(exc)
             raise fail(
-                f"the target closed the connection during the SSH handshake ({_describe(exc)})"
+                f"the target closed the connection during the SSH handshake ({why})"
             ) from None
-        raise fail(f"cannot reach {where}: {_describe(exc)}") from None
-
-
-def _describe(exc: OSError) -> str:
-    """``connection refused`` rather than asyncio's ``Connect call failed ('10.0.0.5', 22)``."""
-    if exc.errno is not None:
-        text = os.strerror(exc.errno)
-    else:  # several addresses failed (asyncio: "Multiple exceptions: ..."), or no errno at all
-        text = exc.strerror or str(exc) or type(exc).__name__
-    return text[:1].lower() + text[1:]
+        raise fail(f"cannot reach {where}: {describe_os_error(exc)}") from None

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
+from central.protocols.errors import clean_text
 from central.protocols.postgres import messages as m
 from central.protocols.postgres.codec import (
     FrameReader,
@@ -34,7 +35,6 @@ from central.protocols.postgres.target import (
     TargetError,
     TargetSpec,
     cancel_target,
-    clean_text,
     connect_target,
     filter_startup_params,
 )

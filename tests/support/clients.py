@@ -67,26 +67,20 @@ async def run(
     return Result(proc.returncode, out.decode(), err.decode())
 
 
+def client_binary(name: str) -> str:
+    """A PostgreSQL client program (psql, pg_dump) on PATH; fails the test when missing."""
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(
+            f"{name} is required: install the Debian package postgresql-client "
+            f"(`{PROVISION}` does it)",
+            pytrace=False,
+        )
+    return found
+
+
 def psql_binary() -> str:
-    found = shutil.which("psql")
-    if found is None:
-        pytest.fail(
-            "psql is required: install the Debian package postgresql-client "
-            f"(`{PROVISION}` does it)",
-            pytrace=False,
-        )
-    return found
-
-
-def pg_dump_binary() -> str:
-    found = shutil.which("pg_dump")
-    if found is None:
-        pytest.fail(
-            "pg_dump is required: install the Debian package postgresql-client "
-            f"(`{PROVISION}` does it)",
-            pytrace=False,
-        )
-    return found
+    return client_binary("psql")
 
 
 def pgbench_binary() -> str:

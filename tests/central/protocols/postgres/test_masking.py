@@ -17,7 +17,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.support.clients import Psql, client_env, pg_dump_binary, run
+from tests.support.clients import Psql, client_binary, client_env, run
 from tests.support.gateway import Gateway, gateway
 from tests.support.pgtemp import temporary_database
 
@@ -493,7 +493,7 @@ async def test_psql_meta_commands_work_on_a_masked_resource(psql: Psql) -> None:
 
 async def test_pg_dump_of_a_masked_table_holds_masked_values(gw: Gateway, tmp_path: Path) -> None:
     result = await run(
-        pg_dump_binary(),
+        client_binary("pg_dump"),
         "--data-only",
         "--table=customers",
         "-d",

@@ -94,6 +94,9 @@ class ServerConfig(_Section):
     # How long a statement held for review waits for a decision before it fails.
     review_timeout: int = Field(default=900, ge=1, le=86400)
     record_rows: int = Field(default=20, ge=0, le=1000)  # of each result, in recordings
+    # Output of each SSH exec channel kept in its terminal recording (bytes); past it the
+    # recording holds a marker and the count. Shells are always recorded whole.
+    record_exec_output: int = Field(default=1 << 20, ge=0)
 
     _addr = field_validator("api_listen", "tunnel_listen", mode="before")(_address)
 
@@ -226,10 +229,17 @@ class RoleConfig(_Section):
 class RuleConfig(_Section):
     name: str | None = None
     resources: list[str]
-    action: Literal["block", "review", "mask"]
+    action: Literal["block", "review", "mask", "allow"]
     statements: list[str] = []
     functions: list[str] = []
     commands: list[str] = []
+    # ssh: path globs of SFTP/scp file operations (block rules only: a file operation cannot
+    # wait for a reviewer, the client's request would time out).
+    files: list[str] = []
+    # ssh, allow rules: "host:port" globs that `ssh -L` / `ssh -D` may reach through the target;
+    # port and agent forwarding are refused unless an allow rule names them.
+    forward: list[str] = []
+    agent: bool = False
     columns: list[str] = []
     detectors: list[str] = []
     style: Literal["full", "partial", "hash", "null"] = "full"
@@ -240,6 +250,8 @@ class RuleConfig(_Section):
 
     @model_validator(mode="after")
     def _matches_something(self) -> Self:
+        if (self.forward or self.agent) and self.action != "allow":
+            raise ValueError('forward and agent belong in rules with action = "allow"')
         if self.action == "mask":
             if not (self.columns or self.detectors or self.strict):
                 raise ValueError("a mask rule needs columns, detectors or strict = true")
@@ -252,8 +264,31 @@ class RuleConfig(_Section):
                     raise ValueError(
                         f"column pattern {pattern!r} must be table.column or schema.table.column"
                     )
-        elif not (self.statements or self.functions or self.commands or self.shell is False):
-            raise ValueError(f"a {self.action} rule needs statements, functions or commands")
+        elif self.action == "allow":
+            if self.statements or self.functions or self.commands or self.files:
+                raise ValueError(
+                    "an allow rule takes forward, agent or record_input; statements, "
+                    "functions, commands and files belong in block or review rules"
+                )
+            if not (self.forward or self.agent or self.record_input):
+                raise ValueError("an allow rule needs forward, agent = true or record_input")
+            for pattern in self.forward:
+                if ":" not in pattern:
+                    raise ValueError(f"forward pattern {pattern!r} must be host:port")
+        elif not (
+            self.statements
+            or self.functions
+            or self.commands
+            or self.files
+            or self.shell is False
+            or self.record_input
+        ):
+            raise ValueError(
+                f"a {self.action} rule needs statements, functions, commands, files, "
+                "shell = false or record_input"
+            )
+        if self.files and self.action != "block":
+            raise ValueError("files rules can only block (a file operation cannot wait for review)")
         return self
 
 

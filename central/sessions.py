@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from central.identity.tokens import Identity
@@ -42,6 +42,22 @@ class LiveSession:
             self.deadline = until
             self.deadline_moved.set()
         return self.deadline
+
+
+async def until_expired(live: LiveSession) -> str:
+    """Wait until the session's deadline has passed (it moves when the user's token is
+    refreshed); returns why it ended: "access grant expired" or "access token expired"."""
+    while True:
+        live.deadline_moved.clear()
+        left = (live.deadline - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            if live.grant_until is not None and live.grant_until <= live.deadline:
+                return "access grant expired"
+            return "access token expired"
+        try:
+            await asyncio.wait_for(live.deadline_moved.wait(), left)
+        except TimeoutError:
+            pass
 
 
 class SessionRegistry:

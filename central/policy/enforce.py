@@ -97,7 +97,7 @@ class SessionGate:
         return decision
 
     async def review(
-        self, sql: str, decision: Decision, notify: Callable[[str], None]
+        self, sql: str, decision: Decision, notify: Callable[[str], None], what: str = "statement"
     ) -> Verdict | str:
         approvals = self.central.approvals
         try:
@@ -113,7 +113,7 @@ class SessionGate:
         except ApprovalError as e:
             return f"{decision.reason}, and it cannot be reviewed: {e.reason}"
         notify(
-            f"Watchgate: this statement is held for review ({decision.reason}); request "
+            f"Watchgate: this {what} is held for review ({decision.reason}); request "
             f"{held.id}. A reviewer approves it with `watchgate approve {held.id}`; it runs once "
             "when approved."
         )

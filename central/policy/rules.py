@@ -37,7 +37,7 @@ from typing import Final, Literal
 from central.config import Config
 from central.policy.sql import Classification, SqlDialect, StatementInfo, classify
 
-__all__ = ["Action", "Decision", "SqlPolicy"]
+__all__ = ["Action", "Decision", "SqlPolicy", "SshPolicy"]
 
 Action = Literal["allow", "block", "review"]
 
@@ -71,6 +71,9 @@ class _Rule:
     statements: tuple[str, ...]
     functions: tuple[str, ...]
     commands: tuple[str, ...]
+    files: tuple[str, ...] = ()
+    shell: bool | None = None
+    record_input: bool = False
 
     @property
     def for_sql(self) -> bool:
@@ -101,20 +104,31 @@ class SqlPolicy:
 
     def __init__(self, config: Config) -> None:
         rules = []
+        allows = []
         for i, rule in enumerate(config.rules):
+            label = rule.name or f"rules[{i}]"
+            if rule.action == "allow":
+                allows.append(_Allow(label, tuple(rule.resources), tuple(rule.forward), rule.agent))
+                if rule.record_input:
+                    allows.append(_Allow(label, tuple(rule.resources), (), False, True))
+                continue
             if rule.action == "mask":
                 continue
             rules.append(
                 _Rule(
-                    label=rule.name or f"rules[{i}]",
+                    label=label,
                     action=rule.action,
                     resources=tuple(rule.resources),
                     statements=tuple(_normalize(s).lower() for s in rule.statements),
                     functions=tuple(f.strip().lower() for f in rule.functions),
                     commands=tuple(_normalize(c) for c in rule.commands),
+                    files=tuple(rule.files),
+                    shell=rule.shell,
+                    record_input=bool(rule.record_input),
                 )
             )
         self._rules: tuple[_Rule, ...] = tuple(rules)
+        self._allows: tuple[_Allow, ...] = tuple(allows)
         self._by_resource: dict[str, tuple[_Rule, ...]] = {}
 
     def _rules_for(self, resource: str) -> tuple[_Rule, ...]:
@@ -209,6 +223,93 @@ class SqlPolicy:
                 reason = f"the command matches {pattern!r} and {rule.verdict}"
                 best = Decision(rule.action, rule.label, reason)
         return best
+
+
+@dataclass(frozen=True, slots=True)
+class _Allow:
+    """An allow rule: what an SSH resource may do beyond the default (forwarding, the agent),
+    or that its keystrokes are recorded."""
+
+    label: str
+    resources: tuple[str, ...]
+    forward: tuple[str, ...]
+    agent: bool
+    record_input: bool = False
+
+    def applies(self, resource: str) -> bool:
+        return any(fnmatch.fnmatchcase(resource, p) for p in self.resources)
+
+
+class SshPolicy:
+    """What an SSH connection to one resource may do, beyond single command lines (which
+    `SqlPolicy.decide_command` judges): an interactive shell, file operations, forwarding, and
+    whether keystrokes are recorded. Built from the same rules; read once per connection."""
+
+    def __init__(self, policy: SqlPolicy, resource: str) -> None:
+        self._policy = policy
+        self.resource = resource
+        rules = policy._rules_for(resource)
+        allows = [a for a in policy._allows if a.applies(resource)]
+        self._file_rules = [r for r in rules if r.files]
+        self._no_shell = next((r for r in rules if r.shell is False), None)
+        self.record_input = any(r.record_input for r in rules) or any(
+            a.record_input for a in allows
+        )
+        self.has_command_rules = any(r.commands for r in rules)
+        self._forward = [(a.label, p) for a in allows for p in a.forward]
+        self._agent = next((a.label for a in allows if a.agent), None)
+
+    def decide_command(self, command: str) -> Decision:
+        return self._policy.decide_command(self.resource, command)
+
+    def decide_shell(self) -> Decision:
+        """Block when a rule makes the resource exec-only (`shell = false`)."""
+        rule = self._no_shell
+        if rule is None:
+            return ALLOW
+        return Decision(
+            "block",
+            rule.label,
+            f"interactive shells are not allowed on {self.resource} (rule {rule.label}: "
+            "exec only); run a command instead: ssh HOST 'command'",
+        )
+
+    def decide_file(self, op: str, path: str, path2: str | None = None) -> Decision:
+        """Block a file operation whose path (or second path: a rename's target, a link's
+        destination) matches a rule's `files` glob. Globs match the normalised absolute path;
+        `*` crosses `/`, so "/etc/*" covers everything below /etc."""
+        for rule in self._file_rules:
+            for candidate in (path, path2):
+                if candidate is None:
+                    continue
+                pattern = next((p for p in rule.files if fnmatch.fnmatchcase(candidate, p)), None)
+                if pattern is not None:
+                    return Decision(
+                        "block",
+                        rule.label,
+                        f"{op} {candidate} matches {pattern!r} and {rule.verdict}",
+                    )
+        return ALLOW
+
+    def decide_forward(self, host: str, port: int) -> Decision:
+        """Allow a forwarded connection to host:port only when an allow rule names it."""
+        target = f"{host}:{port}"
+        for label, pattern in self._forward:
+            if fnmatch.fnmatchcase(target, pattern):
+                return Decision("allow", label, f"forwarding to {target} is allowed by {label}")
+        return Decision(
+            "block",
+            None,
+            f"port forwarding to {target} is not allowed on {self.resource} (no allow rule "
+            "names it)",
+        )
+
+    def decide_agent(self) -> Decision:
+        if self._agent is not None:
+            return Decision("allow", self._agent, f"agent forwarding is allowed by {self._agent}")
+        return Decision(
+            "block", None, f"agent forwarding is not allowed on {self.resource} (no allow rule)"
+        )
 
 
 def _statement_match(rule: _Rule, info: StatementInfo, kinds: tuple[str, ...]) -> str | None:

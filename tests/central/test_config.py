@@ -151,7 +151,7 @@ def test_wrong_type_and_value(tmp_path: Path) -> None:
     assert error_of(tmp_path, GOOD.replace('kind = "postgres"', 'kind = "oracle"')).startswith(
         "resources[0].kind: Input should be"
     )
-    assert error_of(tmp_path, GOOD.replace('action = "block"', 'action = "allow"')).startswith(
+    assert error_of(tmp_path, GOOD.replace('action = "block"', 'action = "permit"')).startswith(
         "rules[0].action: "
     )
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Protocol
 
 from central.logs import ContextLogger
@@ -65,7 +64,7 @@ from central.protocols.postgres.tracker import (
 )
 from central.protocols.transport import Endpoint, adopt
 from central.recording import RecordingUnavailable, SessionLog
-from central.sessions import LiveSession
+from central.sessions import LiveSession, until_expired
 
 __all__ = ["Gate", "PostgresSession", "rows_from_tag"]
 
@@ -193,26 +192,12 @@ class PostgresSession:
             self.c_transport.write(encode(notice_response("00000", message)))
 
     async def _watchdog(self) -> None:
-        live = self.live
-        while True:
-            live.deadline_moved.clear()
-            left = (live.deadline - datetime.now(UTC)).total_seconds()
-            if left <= 0:
-                why = (
-                    "access grant expired"
-                    if live.grant_until is not None and live.grant_until <= live.deadline
-                    else "access token expired"
-                )
-                self._fatal(
-                    "57P01",
-                    f"Watchgate: session ended: {why} at {live.deadline:%Y-%m-%d %H:%M:%S} UTC",
-                )
-                self._end(why)
-                return
-            try:
-                await asyncio.wait_for(live.deadline_moved.wait(), left)
-            except TimeoutError:
-                pass
+        why = await until_expired(self.live)
+        self._fatal(
+            "57P01",
+            f"Watchgate: session ended: {why} at {self.live.deadline:%Y-%m-%d %H:%M:%S} UTC",
+        )
+        self._end(why)
 
     # -- client to target ----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from central.config import Config, parse_config
-from central.policy.rules import Decision, SqlPolicy
+from central.policy.rules import Decision, SqlPolicy, SshPolicy
 from central.policy.sql import SqlDialect, classify
 from tests.central.policy.test_sql import CLIENT_STARTUP, PSQL_QUERIES
 
@@ -533,3 +533,91 @@ def test_commands_are_globs_over_the_normalized_line() -> None:
     assert p.decide_command("ssh-prod", "ls -la").action == "allow"
     assert p.decide_command("ssh-prod", "RM -RF /").action == "allow"  # case-sensitive
     assert p.decide_command("pg-prod", "rm -rf /").action == "allow"
+
+
+# --- SSH: shell, files, forwarding, input recording ------------------------------------------
+
+
+def _ssh(rules: list[dict[str, Any]]) -> SshPolicy:
+    return SshPolicy(SqlPolicy(make_config(rules)), "ssh-prod")
+
+
+def test_ssh_defaults_allow_shell_refuse_forwarding_and_keep_no_keystrokes() -> None:
+    p = _ssh([])
+    assert p.decide_shell().action == "allow"
+    assert p.decide_file("open", "/etc/shadow").action == "allow"
+    forward = p.decide_forward("127.0.0.1", 5432)
+    assert forward.action == "block"
+    assert "port forwarding to 127.0.0.1:5432 is not allowed on ssh-prod" in forward.reason
+    assert p.decide_agent().action == "block"
+    assert p.record_input is False
+    assert p.has_command_rules is False
+
+
+def test_ssh_exec_only_rule_blocks_the_shell_of_its_resources_only() -> None:
+    rules = [{"name": "exec-only", "resources": ["ssh-prod"], "action": "block", "shell": False}]
+    decision = _ssh(rules).decide_shell()
+    assert decision.action == "block" and decision.rule == "exec-only"
+    assert "interactive shells are not allowed on ssh-prod" in decision.reason
+    other = SshPolicy(SqlPolicy(make_config(rules)), "ssh-dev")
+    assert other.decide_shell().action == "allow"
+
+
+def test_ssh_file_rules_match_either_path_of_an_operation() -> None:
+    p = _ssh([{"name": "no-etc", "resources": ["ssh-*"], "action": "block", "files": ["/etc/*"]}])
+    assert p.decide_file("open", "/etc/passwd").action == "block"
+    assert p.decide_file("open", "/etc/ssh/sshd_config").action == "block"  # * crosses /
+    assert p.decide_file("rename", "/tmp/a", "/etc/cron.d/x").action == "block"
+    assert p.decide_file("symlink", "/tmp/link", "/etc/shadow").action == "block"
+    assert p.decide_file("open", "/tmp/etc/x").action == "allow"
+    assert "open /etc/passwd matches '/etc/*' and is blocked by rule no-etc" in (
+        p.decide_file("open", "/etc/passwd").reason
+    )
+
+
+def test_ssh_forwarding_needs_an_allow_rule_naming_the_destination() -> None:
+    p = _ssh(
+        [
+            {
+                "name": "db-tunnel",
+                "resources": ["ssh-prod"],
+                "action": "allow",
+                "forward": ["127.0.0.1:5432", "db-*.internal:*"],
+                "agent": True,
+            }
+        ]
+    )
+    assert p.decide_forward("127.0.0.1", 5432) == Decision(
+        "allow", "db-tunnel", "forwarding to 127.0.0.1:5432 is allowed by db-tunnel"
+    )
+    assert p.decide_forward("db-1.internal", 6432).action == "allow"
+    assert p.decide_forward("127.0.0.1", 22).action == "block"
+    assert p.decide_forward("localhost", 5432).action == "block"  # names are not resolved
+    assert p.decide_agent().action == "allow"
+
+
+def test_ssh_record_input_and_command_rules_are_seen() -> None:
+    p = _ssh(
+        [
+            {"resources": ["ssh-prod"], "action": "allow", "record_input": True},
+            {"resources": ["ssh-prod"], "action": "review", "commands": ["sudo *"]},
+        ]
+    )
+    assert p.record_input is True
+    assert p.has_command_rules is True
+    assert p.decide_command("sudo ls").action == "review"
+
+
+@pytest.mark.parametrize(
+    ("rule", "error"),
+    [
+        ({"action": "review", "files": ["/etc/*"]}, "files rules can only block"),
+        ({"action": "block", "forward": ["a:1"]}, 'belong in rules with action = "allow"'),
+        ({"action": "allow", "commands": ["x"]}, "an allow rule takes forward"),
+        ({"action": "allow"}, "an allow rule needs forward"),
+        ({"action": "allow", "forward": ["nohost"]}, "must be host:port"),
+    ],
+)
+def test_ssh_rule_keys_are_checked(rule: dict[str, Any], error: str) -> None:
+    with pytest.raises(Exception, match=error.replace("(", r"\(")):
+        make_config([{"resources": ["ssh-prod"], **rule}])

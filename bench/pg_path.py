@@ -135,9 +135,12 @@ def wait_port(port: int, timeout: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def watchgate(database: str = DB, extra: str = "") -> Iterator[tuple[str, int, int]]:
-    """Central and `watchgate connect` as their own processes; yields (URI, pids). `extra` is
-    appended to the config (rules, for instance)."""
+def gateway_processes(
+    resource: str, config: str, lines: int
+) -> Iterator[tuple[list[str], int, int]]:
+    """Central and `watchgate connect RESOURCE` as their own processes, for user alice (group
+    "bench"); `config` is appended to the config (resources, roles, rules). Yields the first
+    `lines` lines `connect` printed and the two pids."""
     work = Path(tempfile.mkdtemp(prefix="wg-bench-"))
     api, tunnel, local = free_port(), free_port(), free_port()
     (work / "watchgate.toml").write_text(
@@ -150,17 +153,7 @@ data_dir = "data"
 name = "alice"
 password = "bench"
 groups = ["bench"]
-[[resources]]
-name = "db"
-kind = "postgres"
-address = "127.0.0.1:5432"
-database = "{database}"
-username = "postgres"
-[[roles]]
-name = "bench"
-groups = ["bench"]
-resources = ["db"]
-{extra}"""
+{config}"""
     )
     env = {
         **os.environ,
@@ -192,23 +185,41 @@ resources = ["db"]
         ).strip()
         env |= {"WATCHGATE_TOKEN": token, "WATCHGATE_CENTRAL": f"http://127.0.0.1:{api}"}
         proxy = subprocess.Popen(
-            [str(VENV_BIN / "watchgate"), "connect", "db", "--port", str(local)],
+            [str(VENV_BIN / "watchgate"), "connect", resource, "--port", str(local)],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
         )
         assert proxy.stdout is not None
-        listening = proxy.stdout.readline()
-        uri = proxy.stdout.readline().strip()
-        if not listening.startswith("listening on"):
-            raise SystemExit(f"watchgate connect said {listening!r}")
-        yield uri, central.pid, proxy.pid
+        printed = [proxy.stdout.readline().strip() for _ in range(lines)]
+        if not printed[0].startswith("listening on"):
+            raise SystemExit(f"watchgate connect said {printed!r}")
+        yield printed, central.pid, proxy.pid
     finally:
         for p in (proxy, central):
             if p is not None:
                 p.send_signal(signal.SIGTERM)
                 p.wait(15)
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def watchgate(database: str = DB, extra: str = "") -> Iterator[tuple[str, int, int]]:
+    """The PostgreSQL resource `db` through Watchgate; yields (URI, pids). `extra` is appended
+    to the config (rules, for instance)."""
+    config = f"""[[resources]]
+name = "db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "{database}"
+username = "postgres"
+[[roles]]
+name = "bench"
+groups = ["bench"]
+resources = ["db"]
+{extra}"""
+    with gateway_processes("db", config, 2) as (printed, central, proxy):
+        yield printed[1], central, proxy
 
 
 def profile(pids: dict[str, int], seconds: int, out: Path) -> list[subprocess.Popen[bytes]]:

@@ -237,9 +237,8 @@ class RuleConfig(_Section):
     # wait for a reviewer, the client's request would time out).
     files: list[str] = []
     # ssh, allow rules: "host:port" globs that `ssh -L` / `ssh -D` may reach through the target;
-    # port and agent forwarding are refused unless an allow rule names them.
+    # port forwarding is refused unless an allow rule names the destination.
     forward: list[str] = []
-    agent: bool = False
     columns: list[str] = []
     detectors: list[str] = []
     style: Literal["full", "partial", "hash", "null"] = "full"
@@ -250,8 +249,8 @@ class RuleConfig(_Section):
 
     @model_validator(mode="after")
     def _matches_something(self) -> Self:
-        if (self.forward or self.agent) and self.action != "allow":
-            raise ValueError('forward and agent belong in rules with action = "allow"')
+        if self.forward and self.action != "allow":
+            raise ValueError('forward belongs in rules with action = "allow"')
         if self.action == "mask":
             if not (self.columns or self.detectors or self.strict):
                 raise ValueError("a mask rule needs columns, detectors or strict = true")
@@ -267,11 +266,11 @@ class RuleConfig(_Section):
         elif self.action == "allow":
             if self.statements or self.functions or self.commands or self.files:
                 raise ValueError(
-                    "an allow rule takes forward, agent or record_input; statements, "
+                    "an allow rule takes forward or record_input; statements, "
                     "functions, commands and files belong in block or review rules"
                 )
-            if not (self.forward or self.agent or self.record_input):
-                raise ValueError("an allow rule needs forward, agent = true or record_input")
+            if not (self.forward or self.record_input):
+                raise ValueError("an allow rule needs forward or record_input")
             for pattern in self.forward:
                 if ":" not in pattern:
                     raise ValueError(f"forward pattern {pattern!r} must be host:port")

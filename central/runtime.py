@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncssh
 import httpx
 
 from central.api.events import EventBus
@@ -49,11 +50,15 @@ class Central:
     policy: SqlPolicy = field(init=False)
     catalogs: CatalogCache = field(default_factory=CatalogCache)
     masking_key: bytes = field(default=b"", repr=False)
+    # The private host key central terminates SSH with; clients pin its fingerprint.
+    ssh_host_key: asyncssh.SSHKey = field(init=False, repr=False)
     _maskings: dict[str, Masking | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     async def start(cls, config: Config) -> Central:
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Before anything opens: a broken key stops start-up with nothing to release.
+        ssh_host_key = load_or_create_ssh_host_key(config.data_dir)
         store = await Store.open(config.store_url)
         audit = AuditLog(config.data_dir / "audit.jsonl")
         http = httpx.AsyncClient(follow_redirects=False)
@@ -97,6 +102,7 @@ class Central:
         central.approvals.start()
         central.policy = SqlPolicy(config)
         central.masking_key = load_or_create_masking_key(config.data_dir)
+        central.ssh_host_key = ssh_host_key
         return central
 
     def masking(self, resource: str) -> Masking | None:
@@ -157,3 +163,33 @@ def load_or_create_masking_key(data_dir: Path) -> bytes:
     with os.fdopen(fd, "wb") as f:
         f.write(key)
     return key
+
+
+def load_or_create_ssh_host_key(data_dir: Path) -> asyncssh.SSHKey:
+    """Central's SSH host key: ``keys/ssh_host_ed25519`` (OpenSSH format, 0600), made at first
+    start and read on every later one.
+
+    Clients pin its fingerprint, so a file that cannot be read or is not a private key stops
+    start-up (ConfigError) and is never replaced: a new key would make every client refuse
+    central as an impostor. Whoever means to change the key removes the file.
+    """
+    path = data_dir / "keys" / "ssh_host_ed25519"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.export_private_key("openssh"))
+        return key
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the SSH host key: {e.strerror or e}") from None
+    try:
+        return asyncssh.import_private_key(data)
+    except ValueError as e:  # asyncssh's KeyImportError is one
+        raise ConfigError(
+            f"{path}: not a usable SSH private key ({e}); restore it, or remove it to make a "
+            "new one (clients that pinned the old key will then refuse central until their "
+            "pin is removed)"
+        ) from None

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import SecretStr
@@ -21,6 +23,7 @@ from central.identity.tokens import Identity, IssuerUnavailable, TokenRejected
 from central.logs import get_logger
 from central.policy.access import Entitlement, entitlement
 from central.policy.enforce import SessionGate
+from central.policy.rules import SshPolicy
 from central.protocols.postgres.masking import SessionMasking
 from central.protocols.postgres.session import PostgresSession
 from central.protocols.postgres.target import (
@@ -30,7 +33,11 @@ from central.protocols.postgres.target import (
     connect_target,
     filter_startup_params,
 )
-from central.recording import RecordingUnavailable
+from central.protocols.ssh.server import SshContext, serve_ssh
+from central.protocols.ssh.target import SshTargetError
+from central.protocols.ssh.target import connect_target as connect_ssh_target
+from central.protocols.ssh.target import spec_for as ssh_spec_for
+from central.recording import RecordingUnavailable, SessionLog
 from central.runtime import Central
 from central.sessions import LiveSession
 from localproxy.contract import (
@@ -52,6 +59,13 @@ class Refused(Exception):
 
 def _deny(code: str, reason: str) -> Refused:
     return Refused(TunnelAnswer(status="deny", code=code, reason=reason))
+
+
+@dataclass
+class _Accepted:
+    live: LiveSession
+    recording: SessionLog
+    reason: str = "ended"
 
 
 class TunnelServer:
@@ -106,7 +120,6 @@ class TunnelServer:
         writer: asyncio.StreamWriter,
         clog: object,
     ) -> None:
-        central = self.central
         try:
             identity = await self._identity(hello)
             if hello.cancel is not None:
@@ -114,27 +127,121 @@ class TunnelServer:
                 return
             ent, grant_until = await self._admit(identity, hello.resource)
             res = ent.resource
-            if res.kind != "postgres":
+            if res.kind == "ssh":
+                await self._serve_ssh(hello, identity, res, grant_until, reader, writer)
+            elif res.kind == "postgres":
+                await self._serve_postgres(hello, identity, res, grant_until, reader, writer)
+            else:
                 raise _deny("protocol", f"{res.name}: {res.kind} resources are not served yet")
-            spec = target_spec(res, central.config.secrets.get(res.name), hello.params)
-            try:
-                target = await connect_target(spec)
-            except TargetError as e:
-                await central.audit.record(
-                    "session.target_failed", user=identity.user, resource=res.name, reason=str(e)
-                )
-                raise _deny("target", str(e)) from None
-            try:
-                recording = await central.recorder.open_session(
-                    identity.user, res.name, res.kind, hello.client
-                )
-            except RecordingUnavailable as e:
-                target.writer.close()
-                raise _deny("recording", f"{res.name}: sessions are refused: {e}") from None
         except Refused as refused:
+            # Refusals come before `accept`: the client is still waiting for the answer.
             writer.write(encode_frame(refused.answer))
             await writer.drain()
-            return
+
+    async def _serve_postgres(
+        self,
+        hello: TunnelHello,
+        identity: Identity,
+        res: ResourceConfig,
+        grant_until: datetime | None,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        central = self.central
+        spec = target_spec(res, central.config.secrets.get(res.name), hello.params)
+        try:
+            target = await connect_target(spec)
+        except TargetError as e:
+            raise await self._target_failed(identity, res, e) from None
+        masking = central.masking(res.name)
+        try:
+            key = (target.pid, target.secret)
+            async with self._accepted(hello, identity, res, grant_until, spec, key, writer) as on:
+                session = PostgresSession(
+                    masking=None
+                    if masking is None
+                    else SessionMasking(masking, central.catalogs, spec),
+                    gate=SessionGate(central, identity, res.name, on.live.id),
+                    record_rows=central.config.server.record_rows,
+                    live=on.live,
+                    recording=on.recording,
+                    client=(reader, writer),
+                    target=target,
+                    log=log.child(session=on.live.id[:8], user=identity.user, resource=res.name),
+                )
+                on.reason = await session.run()
+        finally:
+            target.writer.close()
+
+    async def _serve_ssh(
+        self,
+        hello: TunnelHello,
+        identity: Identity,
+        res: ResourceConfig,
+        grant_until: datetime | None,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """An SSH session: central logs into the target first (a target that is down or
+        presents another host key is refused before the client's SSH starts), then speaks
+        SSH with the client on the tunnel (`protocols/ssh/server.py`)."""
+        central = self.central
+        if not hello.local_secret and not hello.client_key:
+            raise _deny("protocol", "the local proxy sent no local secret for the SSH sign-in")
+        secret = central.config.secrets.get(res.name)
+        spec = ssh_spec_for(res, secret.get_secret_value() if secret is not None else None)
+        try:
+            target = await connect_ssh_target(spec)
+        except SshTargetError as e:
+            raise await self._target_failed(identity, res, e) from None
+        try:
+            async with self._accepted(hello, identity, res, grant_until, spec, None, writer) as on:
+                ctx = SshContext(
+                    central=central,
+                    identity=identity,
+                    resource=res,
+                    live=on.live,
+                    recording=on.recording,
+                    target=target,
+                    policy=SshPolicy(central.policy, res.name),
+                    gate=SessionGate(central, identity, res.name, on.live.id),
+                    log=log.child(session=on.live.id[:8], user=identity.user, resource=res.name),
+                    exec_record_limit=central.config.server.record_exec_output,
+                )
+                on.reason = await serve_ssh(
+                    ctx, reader, writer, secret=hello.local_secret, client_key=hello.client_key
+                )
+        finally:
+            target.close()
+
+    async def _target_failed(
+        self, identity: Identity, res: ResourceConfig, error: Exception
+    ) -> Refused:
+        await self.central.audit.record(
+            "session.target_failed", user=identity.user, resource=res.name, reason=str(error)
+        )
+        return _deny("target", str(error))
+
+    @contextlib.asynccontextmanager
+    async def _accepted(
+        self,
+        hello: TunnelHello,
+        identity: Identity,
+        res: ResourceConfig,
+        grant_until: datetime | None,
+        spec: object,
+        target_key: tuple[int, bytes] | None,
+        writer: asyncio.StreamWriter,
+    ) -> AsyncIterator[_Accepted]:
+        """A session from `accept` to its end: its recording (Refused when the store cannot
+        take it), its place among the live sessions, and the audit events around it."""
+        central = self.central
+        try:
+            recording = await central.recorder.open_session(
+                identity.user, res.name, res.kind, hello.client
+            )
+        except RecordingUnavailable as e:
+            raise _deny("recording", f"{res.name}: sessions are refused: {e}") from None
         deadline = (
             identity.expires_at if grant_until is None else min(identity.expires_at, grant_until)
         )
@@ -145,7 +252,7 @@ class TunnelServer:
             grant_until=grant_until,
             deadline=deadline,
             target=spec,
-            target_key=(target.pid, target.secret),
+            target_key=target_key or (0, b""),
         )
         central.sessions.add(live)
         await central.audit.record(
@@ -158,30 +265,16 @@ class TunnelServer:
         writer.write(
             encode_frame(TunnelAnswer(status="accept", session_id=live.id, expires_at=deadline))
         )
-        reason = "ended"
-        masking = central.masking(res.name)
+        on = _Accepted(live, recording)
         try:
-            session = PostgresSession(
-                masking=None
-                if masking is None
-                else SessionMasking(masking, central.catalogs, spec),
-                gate=SessionGate(central, identity, res.name, live.id),
-                record_rows=central.config.server.record_rows,
-                live=live,
-                recording=recording,
-                client=(reader, writer),
-                target=target,
-                log=log.child(session=live.id[:8], user=identity.user, resource=res.name),
-            )
-            reason = await session.run()
+            yield on
         except asyncio.CancelledError:
-            reason = "central stopped"
+            on.reason = "central stopped"
             raise
         finally:
             central.sessions.remove(live)
-            recording.close(reason)
-            target.writer.close()
-            await central.audit.record("session.ended", session=live.id, reason=reason)
+            recording.close(on.reason)
+            await central.audit.record("session.ended", session=live.id, reason=on.reason)
 
     async def _identity(self, hello: TunnelHello) -> Identity:
         try:

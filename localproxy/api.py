@@ -14,6 +14,7 @@ from localproxy.contract import (
     API_PREFIX,
     AccessRequestView,
     ApprovalItem,
+    CastSummary,
     CommandReviewView,
     Event,
     LoginInfo,
@@ -26,6 +27,7 @@ from localproxy.contract import (
 
 _RESOURCES = TypeAdapter(list[ResourceView])
 _SESSIONS = TypeAdapter(list[SessionSummary])
+_CASTS = TypeAdapter(list[CastSummary])
 _ITEM: TypeAdapter[AccessRequestView | CommandReviewView] = TypeAdapter(ApprovalItem)
 _ITEMS: TypeAdapter[list[AccessRequestView | CommandReviewView]] = TypeAdapter(list[ApprovalItem])
 
@@ -63,14 +65,7 @@ class CentralClient:
         except httpx.HTTPError as e:
             raise CentralError(f"cannot reach central at {self.base_url}: {e}") from e
         if resp.status_code >= 400:
-            try:
-                body = resp.json()
-                reason = body.get("reason") or body.get("detail")
-                code = body.get("code") or body.get("error")
-            except ValueError:
-                reason, code = resp.text[:200], None
-            status = resp.status_code
-            raise CentralError(f"central refused ({status}): {reason}", status, code)
+            raise _refusal(resp)
         return resp.json()
 
     async def login_info(self) -> LoginInfo:
@@ -94,6 +89,24 @@ class CentralClient:
 
     async def session(self, session_id: str) -> SessionDetail:
         return SessionDetail.model_validate(await self._get(f"/sessions/{quote(session_id)}"))
+
+    async def casts(self, session_id: str) -> list[CastSummary]:
+        """The session's recorded terminal channels."""
+        return _CASTS.validate_python(await self._get(f"/sessions/{quote(session_id)}/casts"))
+
+    @contextlib.asynccontextmanager
+    async def cast(self, session_id: str, channel: int) -> AsyncIterator[AsyncIterator[bytes]]:
+        """One terminal channel's asciicast v3 recording, as its bytes arrive (a long shell
+        recording is tens of MB: it is never held whole)."""
+        path = f"{API_PREFIX}/sessions/{quote(session_id)}/casts/{int(channel)}"
+        try:
+            async with self._http.stream("GET", path) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise _refusal(resp)
+                yield resp.aiter_bytes()
+        except httpx.HTTPError as e:
+            raise CentralError(f"the recording from {self.base_url} broke: {e}") from e
 
     # -- access requests and approvals --------------------------------------------------------
 
@@ -145,6 +158,18 @@ class CentralClient:
                 yield _parse_events(lines)
         except httpx.HTTPError as e:
             raise CentralError(f"the event stream from {self.base_url} broke: {e}") from e
+
+
+def _refusal(resp: httpx.Response) -> CentralError:
+    """Central's refusal as an error: its `reason` (or FastAPI's `detail`) and code."""
+    try:
+        body = resp.json()
+        reason = body.get("reason") or body.get("detail")
+        code = body.get("code") or body.get("error")
+    except (ValueError, AttributeError):
+        reason, code = resp.text[:200], None
+    status = resp.status_code
+    return CentralError(f"central refused ({status}): {reason}", status, code)
 
 
 async def _parse_events(lines: AsyncIterator[str]) -> AsyncIterator[Event]:

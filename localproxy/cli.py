@@ -155,10 +155,83 @@ async def _sessions(args: argparse.Namespace, store: TokenStore) -> int:
 
 
 async def _replay(args: argparse.Namespace, store: TokenStore) -> int:
+    if args.format == "asciicast":
+        return await _replay_cast(args, store)
+    if args.channel is not None:
+        raise CliError("--channel goes with --format asciicast")
     async with _signed_in(args, store) as api:
         detail = await api.session(args.session_id)
-    print(render_session(detail, args.format))
+    text = render_session(detail, args.format) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        _write_file(args.output, [text.encode()])
     return 0
+
+
+async def _replay_cast(args: argparse.Namespace, store: TokenStore) -> int:
+    """A terminal channel's asciicast v3 recording, to stdout or --output, as it arrives."""
+    async with _signed_in(args, store) as api:
+        casts = await api.casts(args.session_id)
+        if not casts:
+            raise CliError(
+                f"session {args.session_id} has no terminal recording "
+                f"(see what it recorded with `watchgate replay {args.session_id}`)"
+            )
+        channels = [c.channel for c in casts]
+        channel = channels[0] if args.channel is None else args.channel
+        if channel not in channels:
+            raise CliError(
+                f"session {args.session_id} has no terminal channel {channel}; "
+                f"it has {', '.join(map(str, channels))}"
+            )
+        if args.channel is None and len(channels) > 1:
+            others = ", ".join(map(str, channels[1:]))
+            _warn(
+                f"session {args.session_id} has {len(channels)} terminal channels: writing "
+                f"channel {channel}; the others ({others}) with --channel N"
+            )
+        async with api.cast(args.session_id, channel) as body:
+            if args.output is None:
+                async for chunk in body:
+                    sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+            else:
+                size = await _write_stream(args.output, body)
+                _warn(
+                    f"wrote channel {channel} of session {args.session_id} to {args.output} "
+                    f"({size} bytes)"
+                )
+    return 0
+
+
+async def _write_stream(path: str, chunks: AsyncIterator[bytes]) -> int:
+    """Write what arrives to `path`; a broken download leaves no half file behind."""
+    size = 0
+    try:
+        out = open(path, "wb")  # noqa: ASYNC230 - small writes as chunks arrive
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with out:
+            async for chunk in chunks:
+                out.write(chunk)
+                size += len(chunk)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if isinstance(e, OSError):
+            raise CliError(f"cannot write {path}: {e.strerror or e}") from None
+        raise
+    return size
+
+
+def _write_file(path: str, parts: list[bytes]) -> None:
+    try:
+        with open(path, "wb") as out:
+            out.writelines(parts)
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def _item_line(item: AccessRequestView | CommandReviewView) -> str:
@@ -252,7 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     ses.set_defaults(func=_sessions)
     rep = sub.add_parser("replay", help="what happened in a recorded session")
     rep.add_argument("session_id")
-    rep.add_argument("--format", choices=["text", "json"], default="text")
+    rep.add_argument(
+        "--format",
+        choices=["text", "json", "asciicast"],
+        default="text",
+        help="asciicast: a terminal channel's recording, which asciinema plays",
+    )
+    rep.add_argument("--channel", type=int, help="the terminal channel (with asciicast)")
+    rep.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
     rep.set_defaults(func=_replay)
     req = sub.add_parser("request", help="ask for time-boxed access to a resource")
     req.add_argument("resource")

@@ -73,7 +73,12 @@ class SessionSummary(_Model):
 
 
 class StatementView(_Model):
-    """One recorded statement; `params` is the JSON list of bind parameters, if any."""
+    """One recorded statement; `params` is the JSON list of bind parameters, if any.
+
+    SSH sessions record commands and file operations as statements too: `protocol` is
+    "exec", "shell", "line", "sftp", "scp" or "forward", `sql` the command or a description
+    ("upload /tmp/x"), and for file operations `result` is JSON {"path", "bytes", "direction"}.
+    """
 
     seq: int
     started_at: datetime
@@ -92,8 +97,23 @@ class StatementView(_Model):
     hash: str
 
 
+class CastSummary(_Model):
+    """One recorded terminal channel of a session (an SSH shell or exec). Its asciicast v3
+    recording is at /api/sessions/{id}/casts/{channel}; `bytes` is the size of that file."""
+
+    channel: int
+    kind: str  # "shell" | "exec" | ...
+    command: str | None
+    started_at: datetime
+    bytes: int
+
+
+CAST_MEDIA_TYPE = "application/x-asciicast"
+
+
 class SessionDetail(SessionSummary):
     statements: list[StatementView]
+    casts: list[CastSummary] = Field(default_factory=list)
 
 
 class ApiError(_Model):
@@ -209,11 +229,19 @@ MAX_FRAME = 64 * 1024
 
 
 class TunnelInfo(_Model):
-    """Where the tunnel listens and the CA that signs its certificate (pinned by clients)."""
+    """Where the tunnel listens and the CA that signs its certificate (pinned by clients).
+
+    `ssh_host_key` is the public host key (one OpenSSH line) with which central terminates SSH,
+    and `ssh_host_key_sha256` its fingerprint as OpenSSH shows it (``SHA256:...``); clients
+    pin it and hand it to SSH clients. A central that predates SSH sends neither (None), which
+    is an error only when connecting to an SSH resource.
+    """
 
     address: str
     ca_pem: str
     ca_sha256: str
+    ssh_host_key: str | None = None
+    ssh_host_key_sha256: str | None = None
 
 
 class CancelKey(_Model):
@@ -229,6 +257,11 @@ class TunnelHello(_Model):
     params: dict[str, str] = {}
     client: str = ""  # the client's own address, for the record
     cancel: CancelKey | None = None  # a PostgreSQL CancelRequest instead of a session
+    # SSH only: what the SSH client may sign in to central with, for this `connect` run. The
+    # local secret as its password, or the private half of `client_key` (an OpenSSH public
+    # key line); the local proxy cannot check either, the stream being encrypted to central.
+    local_secret: str | None = None
+    client_key: str | None = None
 
 
 class TunnelAnswer(_Model):

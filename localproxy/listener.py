@@ -1,8 +1,15 @@
-"""The local listener: native clients connect on 127.0.0.1, each connection gets a tunnel.
+"""The local listeners: native clients connect on 127.0.0.1, each connection gets a tunnel.
 
-For PostgreSQL the listener admits a client with the per-session local secret, opens one TLS
-tunnel to central per client connection, and from then on copies bytes both ways. It never
-sees the target's credential; what it relays after start-up is central's conversation.
+Every listener opens one TLS tunnel to central per client connection and, once central
+accepts, copies bytes both ways. It never sees the target's credential; what it relays is
+central's conversation. The per-session local secret keeps other users and processes of this
+machine off the tunnel:
+
+- PostgreSQL: the listener itself asks the client for the secret as its password before it
+  opens the tunnel (pgfront), and answers refusals with PostgreSQL errors.
+- SSH: the stream is encrypted end to end between the client and central, so the listener
+  parses nothing; it hands the secret and this run's client key to central in the hello, and
+  central checks what the client presents. Refusals become SSH disconnects (sshfront).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import cast
 
-from localproxy import pgfront
+from localproxy import pgfront, sshfront
 from localproxy.contract import CancelKey, ResourceView, TunnelAnswer, TunnelHello
 from localproxy.tunnel import Tunnel, TunnelError
 
@@ -102,7 +109,14 @@ def _deny_message(answer: TunnelAnswer) -> tuple[str, str]:
     return sqlstate, answer.reason
 
 
-class PostgresListener:
+class NoSignIn(Exception):
+    """The sign-in cannot give an access token now; `str()` says why."""
+
+
+class Listener:
+    """What every local listener shares: the loopback socket, one task per client connection
+    (`_serve`), the tunnel session and its relay, live session ids and the refusal count."""
+
     def __init__(
         self, resource: ResourceView, tunnel: Tunnel, token: TokenSource, secret: str
     ) -> None:
@@ -127,31 +141,7 @@ class PostgresListener:
         peer = writer.get_extra_info("peername")
         client = f"{peer[0]}:{peer[1]}" if peer else "?"
         try:
-            first = await asyncio.wait_for(pgfront.read_startup(reader, writer), 30)
-            if isinstance(first, pgfront.Cancel):
-                await self._cancel(first, client)
-                return
-            await asyncio.wait_for(pgfront.check_secret(reader, writer, self.secret), 30)
-            hello = TunnelHello(
-                token=await self._token(),
-                resource=self.resource.name,
-                params=first.params,
-                client=client,
-            )
-            answer, t_reader, t_writer = await self.tunnel.open(hello)
-            if answer.status != "accept":
-                raise pgfront.StartupError(*_deny_message(answer))
-            assert answer.session_id is not None
-            self.live.add(answer.session_id)
-            try:
-                await relay(reader, writer, t_reader, t_writer)
-            finally:
-                self.live.discard(answer.session_id)
-        except pgfront.StartupError as e:
-            self.refused += 1
-            writer.write(pgfront.error_response(e.sqlstate, str(e)))
-        except TunnelError as e:
-            writer.write(pgfront.error_response("08006", str(e)))
+            await self._serve(reader, writer, client)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
@@ -159,19 +149,73 @@ class PostgresListener:
                 await writer.drain()
             writer.close()
 
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str
+    ) -> None:
+        raise NotImplementedError
+
+    async def _session(
+        self,
+        hello: TunnelHello,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> TunnelAnswer | None:
+        """Open the tunnel with `hello`; after `accept`, relay until either side is done and
+        return None. Central's refusal is returned (its connection closed): the caller tells
+        the client in the client's protocol. TunnelError when central cannot be reached."""
+        answer, t_reader, t_writer = await self.tunnel.open(hello)
+        if answer.status != "accept":
+            t_writer.close()
+            return answer
+        assert answer.session_id is not None
+        self.live.add(answer.session_id)
+        try:
+            await relay(reader, writer, t_reader, t_writer)
+        finally:
+            self.live.discard(answer.session_id)
+        return None
+
     async def _token(self) -> str:
-        """The current access token; a sign-in that cannot give one (ended, central unreachable
-        for the refresh) refuses the client with the reason instead of dropping it silently."""
+        """The current access token; NoSignIn when the sign-in cannot give one (ended, central
+        unreachable for the refresh), so the client gets the reason instead of a dropped
+        connection."""
         try:
             return await self.token()
         except Exception as e:
-            raise pgfront.StartupError("28000", f"no Watchgate sign-in: {e}") from None
+            raise NoSignIn(f"no Watchgate sign-in: {e}") from None
+
+
+class PostgresListener(Listener):
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str
+    ) -> None:
+        try:
+            first = await asyncio.wait_for(pgfront.read_startup(reader, writer), 30)
+            if isinstance(first, pgfront.Cancel):
+                await self._cancel(first, client)
+                return
+            await asyncio.wait_for(pgfront.check_secret(reader, writer, self.secret), 30)
+            try:
+                token = await self._token()
+            except NoSignIn as e:
+                raise pgfront.StartupError("28000", str(e)) from None
+            hello = TunnelHello(
+                token=token, resource=self.resource.name, params=first.params, client=client
+            )
+            refusal = await self._session(hello, reader, writer)
+            if refusal is not None:
+                raise pgfront.StartupError(*_deny_message(refusal))
+        except pgfront.StartupError as e:
+            self.refused += 1
+            writer.write(pgfront.error_response(e.sqlstate, str(e)))
+        except TunnelError as e:
+            writer.write(pgfront.error_response("08006", str(e)))
 
     async def _cancel(self, cancel: pgfront.Cancel, client: str) -> None:
         # A CancelRequest carries no password: the key central handed out is the credential,
         # and central also checks that the caller's token belongs to the session's user.
         # Like PostgreSQL, a cancel is never answered, not even when it cannot be passed on.
-        with contextlib.suppress(TunnelError, pgfront.StartupError):
+        with contextlib.suppress(TunnelError, NoSignIn):
             hello = TunnelHello(
                 token=await self._token(),
                 resource=self.resource.name,
@@ -180,3 +224,49 @@ class PostgresListener:
             )
             _, _, t_writer = await self.tunnel.open(hello)
             t_writer.close()
+
+
+def _disconnect_reason(answer: TunnelAnswer) -> tuple[sshfront.Reason, str]:
+    """The disconnect reason code and text an SSH client gets for central's refusal."""
+    if answer.status == "pending":
+        return sshfront.reason_for("pending"), f"{answer.reason} (request {answer.request_id})"
+    return sshfront.reason_for(answer.code), answer.reason
+
+
+class SshListener(Listener):
+    """SSH clients: no start-up to parse. Each connection's hello carries the local secret and
+    this run's client public key, the two things central lets the client sign in with."""
+
+    def __init__(
+        self,
+        resource: ResourceView,
+        tunnel: Tunnel,
+        token: TokenSource,
+        secret: str,
+        client_key: str,
+    ) -> None:
+        super().__init__(resource, tunnel, token, secret)
+        self.client_key = client_key
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str
+    ) -> None:
+        try:
+            hello = TunnelHello(
+                token=await self._token(),
+                resource=self.resource.name,
+                client=client,
+                local_secret=self.secret,
+                client_key=self.client_key,
+            )
+            refusal = await self._session(hello, reader, writer)
+            if refusal is None:
+                return
+            self.refused += 1
+            reason, text = _disconnect_reason(refusal)
+        except NoSignIn as e:
+            self.refused += 1
+            reason, text = sshfront.Reason.NO_MORE_AUTH_METHODS_AVAILABLE, str(e)
+        except TunnelError as e:
+            reason, text = sshfront.Reason.SERVICE_NOT_AVAILABLE, str(e)
+        await sshfront.refuse(reader, writer, reason, text)

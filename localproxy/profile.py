@@ -1,4 +1,9 @@
-"""The CLI's profile: which central to talk to. Nothing secret is kept here."""
+"""The CLI's profile: which central to talk to, what it pinned of each central, stable ports.
+
+Nothing secret is kept here. The profile directory also holds ``ssh/``: the known_hosts file
+that `watchgate connect` writes for SSH clients, and the private key of a running SSH
+`connect`, which lives only as long as that run.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,21 @@ from pathlib import Path
 DEFAULT_CENTRAL = "http://127.0.0.1:8470"
 
 
-def profile_path() -> Path:
+def profile_dir() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "watchgate" / "profile.json"
+    return Path(base) / "watchgate"
+
+
+def profile_path() -> Path:
+    return profile_dir() / "profile.json"
+
+
+def ssh_dir() -> Path:
+    """``<profile dir>/ssh``, created private (0700): it holds private keys while they live."""
+    path = profile_dir() / "ssh"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)  # mkdir's mode is masked by the umask, and an older dir may be wider
+    return path
 
 
 def saved_central() -> str | None:
@@ -44,18 +61,35 @@ def _save_profile(data: dict[str, object]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def pinned_ca(central: str) -> str | None:
-    """The tunnel CA fingerprint pinned for this central at first use."""
-    pins = _profile().get("tunnel_ca", {})
+def _pinned(kind: str, central: str) -> str | None:
+    pins = _profile().get(kind, {})
     value = pins.get(central) if isinstance(pins, dict) else None
     return value if isinstance(value, str) else None
 
 
-def pin_ca(central: str, fingerprint: str) -> None:
+def _pin(kind: str, central: str, fingerprint: str) -> None:
     data = _profile()
-    pins = data.get("tunnel_ca")
-    data["tunnel_ca"] = {**(pins if isinstance(pins, dict) else {}), central: fingerprint}
+    pins = data.get(kind)
+    data[kind] = {**(pins if isinstance(pins, dict) else {}), central: fingerprint}
     _save_profile(data)
+
+
+def pinned_ca(central: str) -> str | None:
+    """The tunnel CA fingerprint pinned for this central at first use."""
+    return _pinned("tunnel_ca", central)
+
+
+def pin_ca(central: str, fingerprint: str) -> None:
+    _pin("tunnel_ca", central, fingerprint)
+
+
+def pinned_ssh_host_key(central: str) -> str | None:
+    """The fingerprint (``SHA256:...``) of this central's SSH host key, pinned at first use."""
+    return _pinned("ssh_host_key", central)
+
+
+def pin_ssh_host_key(central: str, fingerprint: str) -> None:
+    _pin("ssh_host_key", central, fingerprint)
 
 
 PORT_BASE, PORT_SPAN = 15000, 10000

@@ -11,6 +11,7 @@ pending, already approved by you, nobody may review).
 # the routes defined inside create_app() at run time, and those names are local.
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
@@ -25,15 +26,18 @@ from central.approvals import ApprovalError
 from central.durations import parse_duration
 from central.identity.tokens import Identity, IssuerUnavailable, TokenRejected
 from central.policy.access import entitlements, is_auditor, roles_for
+from central.recording import asciicast
 from central.runtime import Central
-from central.store import StoreError
+from central.store import SessionRecord, StoreError, TerminalChannel
 from localproxy.contract import (
     API_PREFIX,
+    CAST_MEDIA_TYPE,
     AccessRequestCreate,
     AccessRequestView,
     AccessState,
     ApprovalItem,
     ApproveBody,
+    CastSummary,
     DenyBody,
     LoginInfo,
     Me,
@@ -157,11 +161,15 @@ def create_app(central: Central) -> FastAPI:
 
     @app.get(f"{API_PREFIX}/tunnel-info", tags=["meta"])
     async def tunnel_info() -> TunnelInfo:
-        """Where the tunnel listens and its CA, which local proxies pin at first use."""
+        """Where the tunnel listens, its CA and central's SSH host key, which local proxies
+        pin at first use."""
+        host_key = central.ssh_host_key
         return TunnelInfo(
             address=str(central.config.server.tunnel_listen),
             ca_pem=central.tls.ca_pem.decode(),
             ca_sha256=central.tls.ca_sha256,
+            ssh_host_key=host_key.export_public_key("openssh").decode().strip(),
+            ssh_host_key_sha256=host_key.get_fingerprint("sha256"),
         )
 
     @app.post(f"{API_PREFIX}/tunnel-sessions/{{session_id}}/extend", tags=["sessions"])
@@ -189,6 +197,45 @@ def create_app(central: Central) -> FastAPI:
         return SessionDetail(
             **SessionSummary.model_validate(row, from_attributes=True).model_dump(),
             statements=[StatementView.model_validate(s, from_attributes=True) for s in statements],
+            casts=_cast_summaries(row, await central.store.terminal_channels(session_id)),
+        )
+
+    async def visible_session(session_id: str, who: Identity) -> SessionRecord:
+        """The session if `who` may see it (their own, or anyone's for auditors); else 404,
+        the same answer as for a session that does not exist."""
+        row = await central.store.session_record(session_id)
+        auditor = is_auditor(central.config, who.groups)
+        if row is None or (row.user != who.user and not auditor):
+            raise HTTPException(404, "no such session")
+        return row
+
+    @app.get(f"{API_PREFIX}/sessions/{{session_id}}/casts", tags=["sessions"])
+    async def session_casts(session_id: str, who: User) -> list[CastSummary]:
+        """The session's recorded terminal channels (SSH shells and execs)."""
+        row = await visible_session(session_id, who)
+        return _cast_summaries(row, await central.store.terminal_channels(session_id))
+
+    @app.get(
+        f"{API_PREFIX}/sessions/{{session_id}}/casts/{{channel}}",
+        tags=["sessions"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {CAST_MEDIA_TYPE: {}}}},
+    )
+    async def session_cast(session_id: str, channel: int, who: User) -> StreamingResponse:
+        """One terminal channel's recording as asciicast v3, streamed from the store (a long
+        shell is tens of MB). A live channel gives what is recorded so far."""
+        row = await visible_session(session_id, who)
+        chunks = central.store.terminal_cast(row.id, channel)
+        first = await anext(chunks, None)
+        if first is None:
+            raise HTTPException(404, "no such terminal recording")
+        return StreamingResponse(
+            _then(first, chunks),
+            media_type=CAST_MEDIA_TYPE,
+            headers={
+                "Content-Disposition": f'attachment; filename="{row.id}-{channel}.cast"',
+                "Cache-Control": "no-store",
+            },
         )
 
     @app.post(f"{API_PREFIX}/requests", tags=["approvals"])
@@ -269,6 +316,42 @@ async def _event_stream(central: Central, who: Identity) -> AsyncIterator[str]:
                 yield 'event: overflow\ndata: {"reason": "too slow; reconnect"}\n\n'
                 return
             yield f"id: {event.id}\nevent: {event.type}\ndata: {event.model_dump_json()}\n\n"
+
+
+def _cast_summaries(session: SessionRecord, channels: list[TerminalChannel]) -> list[CastSummary]:
+    """What a cast's header says of its channel; a header that does not parse (never one of
+    ours) is still listed, so that its recording stays reachable."""
+    found = []
+    for item in channels:
+        kind, command, started = "unknown", None, session.started_at
+        try:
+            head = asciicast.parse_header(item.header)
+        except asciicast.CastError:
+            head = {}
+        meta = head.get("watchgate")
+        if isinstance(meta, dict) and isinstance(meta.get("kind"), str):
+            kind = meta["kind"]
+        if isinstance(head.get("command"), str):
+            command = head["command"]
+        if isinstance(head.get("timestamp"), int):
+            with contextlib.suppress(ValueError, OverflowError, OSError):
+                started = datetime.fromtimestamp(head["timestamp"], UTC)
+        found.append(
+            CastSummary(
+                channel=item.channel,
+                kind=kind,
+                command=command,
+                started_at=started,
+                bytes=item.size,
+            )
+        )
+    return found
+
+
+async def _then(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _duration(value: int | str | None) -> int | None:

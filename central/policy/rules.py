@@ -108,9 +108,11 @@ class SqlPolicy:
         for i, rule in enumerate(config.rules):
             label = rule.name or f"rules[{i}]"
             if rule.action == "allow":
-                allows.append(_Allow(label, tuple(rule.resources), tuple(rule.forward), rule.agent))
-                if rule.record_input:
-                    allows.append(_Allow(label, tuple(rule.resources), (), False, True))
+                allows.append(
+                    _Allow(
+                        label, tuple(rule.resources), tuple(rule.forward), bool(rule.record_input)
+                    )
+                )
                 continue
             if rule.action == "mask":
                 continue
@@ -227,13 +229,12 @@ class SqlPolicy:
 
 @dataclass(frozen=True, slots=True)
 class _Allow:
-    """An allow rule: what an SSH resource may do beyond the default (forwarding, the agent),
-    or that its keystrokes are recorded."""
+    """An allow rule: what an SSH resource may do beyond the default (port forwarding), or
+    that its keystrokes are recorded."""
 
     label: str
     resources: tuple[str, ...]
     forward: tuple[str, ...]
-    agent: bool
     record_input: bool = False
 
     def applies(self, resource: str) -> bool:
@@ -256,8 +257,8 @@ class SshPolicy:
             a.record_input for a in allows
         )
         self.has_command_rules = any(r.commands for r in rules)
+        self.has_file_rules = bool(self._file_rules)
         self._forward = [(a.label, p) for a in allows for p in a.forward]
-        self._agent = next((a.label for a in allows if a.agent), None)
 
     def decide_command(self, command: str) -> Decision:
         return self._policy.decide_command(self.resource, command)
@@ -302,13 +303,6 @@ class SshPolicy:
             None,
             f"port forwarding to {target} is not allowed on {self.resource} (no allow rule "
             "names it)",
-        )
-
-    def decide_agent(self) -> Decision:
-        if self._agent is not None:
-            return Decision("allow", self._agent, f"agent forwarding is allowed by {self._agent}")
-        return Decision(
-            "block", None, f"agent forwarding is not allowed on {self.resource} (no allow rule)"
         )
 
 

@@ -1,4 +1,4 @@
-"""Recording: every session and statement, appended to the store as it happens."""
+"""Recording: every session, statement and terminal, appended to the store as it happens."""
 
 from central.recording.recorder import (
     FORMAT_VERSION,
@@ -6,6 +6,8 @@ from central.recording.recorder import (
     RecordingUnavailable,
     SessionLog,
     StatementRecordDraft,
+    TerminalLog,
+    chain_fields,
 )
 
 __all__ = [
@@ -14,4 +16,6 @@ __all__ = [
     "RecordingUnavailable",
     "SessionLog",
     "StatementRecordDraft",
+    "TerminalLog",
+    "chain_fields",
 ]

@@ -1,9 +1,15 @@
-"""The recorder: sessions and statements appended to the store as they happen, hash-chained.
+"""The recorder: sessions, statements and terminals appended to the store as they happen,
+hash-chained.
 
-Protocol sessions hand finished statements to their `SessionLog` without awaiting anything
-(the data path must not wait for a disk); one writer task flushes everything pending every
-`flush_interval` (50 ms) in a single transaction. That is "as it happens" for an auditor and
-cheap enough for pgbench rates.
+Protocol sessions hand finished statements to their `SessionLog`, and terminal activity to a
+`TerminalLog`, without awaiting anything (the data path must not wait for a disk); one writer
+task flushes everything pending every `flush_interval` (50 ms) in a single transaction. That
+is "as it happens" for an auditor and cheap enough for pgbench rates.
+
+A terminal is recorded as asciicast v3 (`central.recording.asciicast`), stored as chunks: the
+NDJSON lines of one channel gathered since the last flush. Statements and chunks of a session
+share one seq counter and one hash chain, so that a verifier walking both, merged by seq,
+detects any removed, altered or reordered row.
 
 Fail closed: if the store cannot be written, the recorder turns unhealthy; new sessions are
 refused and live ones end at their next statement, so no traffic passes unrecorded. Rows
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,12 +32,14 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 
 from central.logs import get_logger
-from central.store import SessionRecord, Store, new_id
+from central.recording import asciicast
+from central.store import SessionRecord, StatementRecord, Store, TerminalChunk, new_id
 
 FORMAT_VERSION = 1  # of session and statement records; bump with a migration of old rows
 MAX_SQL = 64 * 1024
 MAX_PARAM = 1024
 MAX_PARAMS_TOTAL = 16 * 1024
+MAX_CHUNK = 256 * 1024  # characters of cast text buffered before a chunk is cut early
 
 log = get_logger(__name__)
 
@@ -64,6 +73,39 @@ def clip(text: str, limit: int) -> str:
 def _chain(prev: str, fields: dict[str, Any]) -> str:
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{prev}\n{canonical}".encode()).hexdigest()
+
+
+def chain_fields(row: StatementRecord | TerminalChunk) -> dict[str, Any]:
+    """The fields of a stored row that its hash covers, as they were hashed when recorded.
+
+    A verifier walks a session's rows in seq order (`Store.session_chain`) and checks, for
+    each, ``row.prev_hash`` against the previous row's hash (the session id for the first)
+    and ``_chain(row.prev_hash, chain_fields(row)) == row.hash``.
+    """
+    if isinstance(row, TerminalChunk):
+        return {
+            "session_id": row.session_id,
+            "seq": row.seq,
+            "channel": row.channel,
+            "data": row.data,
+        }
+    fields = {
+        "session_id": row.session_id,
+        "seq": row.seq,
+        "started_at": row.started_at,
+        "duration_us": row.duration_us,
+        "protocol": row.protocol,
+        "sql": row.sql,
+        "params": row.params,
+        "outcome": row.outcome,
+        "rows": row.rows,
+        "error": row.error,
+        "decision": row.decision,
+        "rule": row.rule,
+    }
+    if row.result is not None:
+        fields["result"] = row.result
+    return fields
 
 
 _COLUMNS = (
@@ -114,6 +156,35 @@ class SessionLog:
         self.session_id = session_id
         self._seq = 0
         self._prev = session_id
+        self._terminals: dict[int, TerminalLog] = {}
+        self._channels: set[int] = set()  # every channel recorded so far, open or closed
+
+    def terminal(
+        self, channel: int, header: dict[str, Any], *, limit: int | None = None
+    ) -> TerminalLog:
+        """Start recording a terminal channel; `header` from `asciicast.header()`.
+
+        The header's "watchgate" key gets this session's id and the channel number. Past
+        `limit` bytes of output (None: no limit) the rest is counted, not kept.
+        RecordingUnavailable if the recorder is unhealthy; ValueError if the channel number
+        was recorded before in this session (a channel's chunks make one cast: a second
+        header among them would break it).
+        """
+        if not self.recorder.healthy:
+            raise RecordingUnavailable(self.recorder.problem or "recording unavailable")
+        if channel in self._channels:
+            raise ValueError(f"channel {channel} of session {self.session_id} is recorded already")
+        self._channels.add(channel)
+        meta = header.get("watchgate")
+        meta = meta if isinstance(meta, dict) else {}
+        head = asciicast.normalized(header) | {
+            "watchgate": {"format": asciicast.WATCHGATE_FORMAT}
+            | meta
+            | {"session": self.session_id, "channel": channel}
+        }
+        log = TerminalLog(self, channel, head, limit)
+        self._terminals[channel] = log
+        return log
 
     def statement(self, draft: StatementRecordDraft) -> None:
         if not self.recorder.healthy:
@@ -144,8 +215,126 @@ class SessionLog:
         self._prev = digest
         self.recorder._statements.append(fields)
 
+    def _chunk(self, channel: int, data: str) -> None:
+        """Queue a terminal chunk: the next link of the session's chain."""
+        self._seq += 1
+        fields = {"session_id": self.session_id, "seq": self._seq, "channel": channel, "data": data}
+        digest = _chain(self._prev, fields)
+        fields["prev_hash"], fields["hash"] = self._prev, digest
+        self._prev = digest
+        self.recorder._chunks.append(fields)
+
     def close(self, reason: str) -> None:
+        """The session ended: terminals still open are closed first (without an exit)."""
+        for log in list(self._terminals.values()):
+            log.close()
         self.recorder._ends.append((self.session_id, datetime.now(UTC), reason))
+
+
+class TerminalLog:
+    """The asciicast v3 recording of one terminal channel of a session.
+
+    Every method is synchronous and cheap: events are stamped with `time.monotonic()` when
+    called, encoded to cast lines and buffered; the buffer becomes a chunk at the recorder's
+    next flush, or at once when it passes MAX_CHUNK. `output()` and `input()` raise
+    RecordingUnavailable when the recorder is unhealthy or the log is closed (the session
+    must end: no unrecorded traffic); the other methods never raise, so teardown can call them.
+    """
+
+    def __init__(
+        self, session: SessionLog, channel: int, header: dict[str, Any], limit: int | None
+    ) -> None:
+        self.session = session
+        self.channel = channel
+        self.limit = limit
+        self.output_bytes = 0  # every byte of output seen, recorded or not
+        self.closed = False
+        self._encoder = asciicast.EventEncoder(time.monotonic())
+        self._lines: list[str] = []
+        self._size = 0
+        self._truncated = False
+        session._chunk(channel, asciicast.header_line(header))
+        session.recorder._terminals[self] = None
+
+    def output(self, data: bytes) -> None:
+        self._check()
+        self.output_bytes += len(data)
+        if self._truncated:
+            return
+        if self.limit is not None and self.output_bytes > self.limit:
+            keep = len(data) - (self.output_bytes - self.limit)
+            now = time.monotonic()
+            self._add(self._encoder.output(now, data[:keep]))
+            self._add(self._encoder.marker(now, _truncated(self.limit)))
+            self._truncated = True
+            return
+        self._add(self._encoder.output(time.monotonic(), data))
+
+    def input(self, data: bytes) -> None:
+        self._check()
+        self._add(self._encoder.input(time.monotonic(), data))
+
+    def resize(self, cols: int, rows: int) -> None:
+        if not self.closed:
+            self._add(self._encoder.resize(time.monotonic(), cols, rows))
+
+    def marker(self, label: str) -> None:
+        if not self.closed:
+            self._add(self._encoder.marker(time.monotonic(), label))
+
+    def exit(self, status: int) -> None:
+        """The command's exit status: the last event. Closes the log."""
+        if not self.closed:
+            now = time.monotonic()
+            self._end(now)
+            self._add(self._encoder.exit(now, status))
+            self._close()
+
+    def close(self) -> None:
+        """No more events: what is buffered becomes the channel's last chunk. Idempotent."""
+        if not self.closed:
+            self._end(time.monotonic())
+            self._close()
+
+    def _end(self, now: float) -> None:
+        """Held bytes of a split character, and what truncation left out."""
+        self._add(self._encoder.finish(now))
+        if self._truncated and self.limit is not None:
+            dropped = self.output_bytes - self.limit
+            label = f"watchgate: {self.output_bytes} bytes of output in all, {dropped} not recorded"
+            self._add(self._encoder.marker(now, label))
+
+    def _close(self) -> None:
+        self.closed = True
+        self._cut()
+        self.session.recorder._terminals.pop(self, None)
+        self.session._terminals.pop(self.channel, None)
+
+    def _check(self) -> None:
+        recorder = self.session.recorder
+        if not recorder.healthy:
+            raise RecordingUnavailable(recorder.problem or "recording unavailable")
+        if self.closed:
+            raise RecordingUnavailable(f"the recording of channel {self.channel} is closed")
+
+    def _add(self, lines: str) -> None:
+        if lines:
+            self._lines.append(lines)
+            self._size += len(lines)
+            if self._size >= MAX_CHUNK:
+                self._cut()
+
+    def _cut(self) -> None:
+        """Turn the buffered lines into a chunk (called by the recorder before each flush)."""
+        if self._lines:
+            data = "".join(self._lines)
+            self._lines.clear()
+            self._size = 0
+            self.session._chunk(self.channel, data)
+
+
+def _truncated(limit: int) -> str:
+    return f"watchgate: output recording truncated after {limit} bytes"
 
 
 class Recorder:
@@ -156,6 +345,9 @@ class Recorder:
         self.problem: str | None = None
         self._statements: deque[dict[str, Any]] = deque()
         self._ends: deque[tuple[str, datetime, str]] = deque()
+        self._chunks: deque[dict[str, Any]] = deque()
+        # Open terminal logs (an ordered set): each flush first collects their buffered lines.
+        self._terminals: dict[TerminalLog, None] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._flushing = asyncio.Lock()
@@ -197,17 +389,22 @@ class Recorder:
             await self._flush()
 
     async def _flush(self) -> None:
-        if not self._statements and not self._ends:
+        for terminal in list(self._terminals):
+            terminal._cut()
+        if not self._statements and not self._ends and not self._chunks:
             if not self.healthy:
                 await self._probe()
             return
         rows = list(self._statements)
+        chunks = list(self._chunks)
         ends = list(self._ends)
         try:
             async with self.store.session() as s, s.begin():
                 if rows:
                     conn = await s.connection()
                     await conn.exec_driver_sql(*_bulk_insert(conn.dialect, rows))
+                if chunks:
+                    await s.execute(insert(TerminalChunk), chunks)
                 for session_id, at, reason in ends:
                     await s.execute(
                         update(SessionRecord)
@@ -219,6 +416,8 @@ class Recorder:
             return
         for _ in rows:
             self._statements.popleft()
+        for _ in chunks:
+            self._chunks.popleft()
         for _ in ends:
             self._ends.popleft()
         if not self.healthy:

@@ -1,7 +1,7 @@
 """Central store: SQLite (embedded default) or PostgreSQL, through SQLAlchemy and Alembic."""
 
 from central.store import models
-from central.store.db import Store, StoreError
+from central.store.db import Store, StoreError, TerminalChannel
 from central.store.models import (
     AccessRequest,
     Approval,
@@ -14,6 +14,7 @@ from central.store.models import (
     ReviewStatus,
     SessionRecord,
     StatementRecord,
+    TerminalChunk,
     new_id,
     sha256_hex,
 )
@@ -32,6 +33,8 @@ __all__ = [
     "StatementRecord",
     "Store",
     "StoreError",
+    "TerminalChannel",
+    "TerminalChunk",
     "models",
     "new_id",
     "sha256_hex",

@@ -15,8 +15,10 @@ through this module:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +28,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import CursorResult, and_, event, or_, select, text, update
+from sqlalchemy import CursorResult, LargeBinary, and_, event, func, or_, select, text, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -44,10 +47,11 @@ from central.store.models import (
     RequestStatus,
     SessionRecord,
     StatementRecord,
+    TerminalChunk,
     new_id,
 )
 
-__all__ = ["Store", "StoreError"]
+__all__ = ["Store", "StoreError", "TerminalChannel"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,15 @@ class StoreError(Exception):
 
     It names the database URL without its password, and the cause.
     """
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalChannel:
+    """One recorded terminal channel of a session: its cast's header line and size in bytes."""
+
+    channel: int
+    header: str
+    size: int
 
 
 class Store:
@@ -305,6 +318,83 @@ class Store:
                 .order_by(StatementRecord.seq)
             )
             return row, list(statements.all())
+
+    async def session_record(self, session_id: str) -> SessionRecord | None:
+        async with self._sessions() as session:
+            return await session.get(SessionRecord, session_id)
+
+    async def session_chain(self, session_id: str) -> list[StatementRecord | TerminalChunk]:
+        """A session's statements and terminal chunks merged in seq order: the rows of its
+        hash chain, for a verifier. Loads every chunk: meant for checking, not for replay."""
+        async with self._sessions() as session:
+            statements = await session.scalars(
+                select(StatementRecord)
+                .where(StatementRecord.session_id == session_id)
+                .order_by(StatementRecord.seq)
+            )
+            chunks = await session.scalars(
+                select(TerminalChunk)
+                .where(TerminalChunk.session_id == session_id)
+                .order_by(TerminalChunk.seq)
+            )
+            merged: Iterable[StatementRecord | TerminalChunk] = heapq.merge(
+                statements.all(), chunks.all(), key=lambda row: row.seq
+            )
+            return list(merged)
+
+    async def terminal_channels(self, session_id: str) -> list[TerminalChannel]:
+        """The session's recorded terminal channels, by channel number."""
+        size = (
+            func.octet_length(TerminalChunk.data)
+            if self._engine.dialect.name == "postgresql"
+            else func.length(sql_cast(TerminalChunk.data, LargeBinary))
+        )
+        async with self._sessions() as session:
+            totals = (
+                await session.execute(
+                    select(TerminalChunk.channel, func.min(TerminalChunk.seq), func.sum(size))
+                    .where(TerminalChunk.session_id == session_id)
+                    .group_by(TerminalChunk.channel)
+                    .order_by(TerminalChunk.channel)
+                )
+            ).all()
+            firsts = [int(first) for _, first, _ in totals]
+            found = await session.execute(
+                select(TerminalChunk.seq, TerminalChunk.data).where(
+                    TerminalChunk.session_id == session_id, TerminalChunk.seq.in_(firsts)
+                )
+            )
+            headers = {int(seq): str(data) for seq, data in found}
+        return [
+            TerminalChannel(int(channel), headers[int(first)], int(total or 0))
+            for channel, first, total in totals
+        ]
+
+    async def terminal_cast(
+        self, session_id: str, channel: int, *, batch: int = 16
+    ) -> AsyncIterator[str]:
+        """The channel's cast, chunk by chunk in seq order, read `batch` chunks per short
+        store session: a long recording streams without holding a connection meanwhile."""
+        after = -1
+        while True:
+            async with self._sessions() as session:
+                rows = (
+                    await session.execute(
+                        select(TerminalChunk.seq, TerminalChunk.data)
+                        .where(
+                            TerminalChunk.session_id == session_id,
+                            TerminalChunk.channel == channel,
+                            TerminalChunk.seq > after,
+                        )
+                        .order_by(TerminalChunk.seq)
+                        .limit(batch)
+                    )
+                ).all()
+            for seq, data in rows:
+                after = seq
+                yield data
+            if len(rows) < batch:
+                return
 
 
 # -- helpers ------------------------------------------------------------------------------

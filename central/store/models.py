@@ -43,6 +43,7 @@ __all__ = [
     "ReviewStatus",
     "SessionRecord",
     "StatementRecord",
+    "TerminalChunk",
     "UTCDateTime",
     "new_id",
     "sha256_hex",
@@ -348,5 +349,28 @@ class StatementRecord(Base):
     # rows of the result exactly as the client received them (after masking). In the hash
     # when present; rows recorded before this column existed hash as they always did.
     result: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class TerminalChunk(Base):
+    """A piece of one terminal channel's asciicast v3 recording (NDJSON lines), in order.
+
+    A channel's chunks joined in ``seq`` order are its cast; the first is the header line.
+    Chunks and statements of a session share one ``seq`` counter and one hash chain:
+    ``hash`` covers session id, seq, channel and data, and ``prev_hash`` is the hash of the
+    row (statement or chunk) with the previous seq, so a verifier walking both tables merged
+    by seq detects a removed, altered or reordered row of either kind.
+    """
+
+    __tablename__ = "terminal_chunks"
+    __table_args__ = (Index("ix_terminal_chunks_session_id_channel", "session_id", "channel"),)
+
+    session_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[int] = mapped_column(Integer)
+    data: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))

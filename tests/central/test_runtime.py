@@ -1,4 +1,6 @@
-"""SIGHUP reloads the policy without dropping anything; an invalid file keeps the old one."""
+"""The running central: SIGHUP reloads the policy without dropping anything (an invalid file
+keeps the old one); the keys in its data directory are made once, private, and never silently
+replaced."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import httpx
 import pytest
 
 from central.config import ConfigError
-from central.runtime import load_or_create_masking_key
+from central.runtime import load_or_create_masking_key, load_or_create_ssh_host_key
 from tests.support.central import free_socket
 
 CONFIG = """
@@ -127,3 +129,71 @@ def test_the_masking_key_is_created_once_private_and_kept(tmp_path: Path) -> Non
     path.write_bytes(b"short")
     with pytest.raises(ConfigError, match="shorter than 16 bytes"):
         load_or_create_masking_key(tmp_path)
+
+
+def test_the_ssh_host_key_is_created_once_private_and_kept(tmp_path: Path) -> None:
+    key = load_or_create_ssh_host_key(tmp_path)
+    path = tmp_path / "keys" / "ssh_host_ed25519"
+    assert key.get_algorithm() == "ssh-ed25519"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    # An OpenSSH private key file, as OpenSSH itself reads it.
+    assert path.read_bytes().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    public = subprocess.run(
+        ["ssh-keygen", "-y", "-f", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert public.split()[:2] == key.export_public_key("openssh").decode().split()[:2]
+    # A restart keeps it: clients pinned its fingerprint.
+    again = load_or_create_ssh_host_key(tmp_path)
+    assert again.get_fingerprint("sha256") == key.get_fingerprint("sha256")
+
+
+TRUNCATED = b"-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"not a key", TRUNCATED], ids=["empty", "text", "truncated"]
+)
+def test_a_corrupt_ssh_host_key_stops_start_up_and_is_kept(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "keys" / "ssh_host_ed25519"
+    path.parent.mkdir(mode=0o700)
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="not a usable SSH private key") as refused:
+        load_or_create_ssh_host_key(tmp_path)
+    assert str(refused.value).startswith(f"{path}: ")
+    assert path.read_bytes() == content  # never replaced behind the operator's back
+
+
+def test_a_public_key_in_place_of_the_ssh_host_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "ssh_host_ed25519"
+    path.parent.mkdir(mode=0o700)
+    key = load_or_create_ssh_host_key(tmp_path / "other")
+    path.write_bytes(key.export_public_key("openssh"))
+    with pytest.raises(ConfigError, match="not a usable SSH private key"):
+        load_or_create_ssh_host_key(tmp_path)
+
+
+def test_an_unreadable_ssh_host_key_stops_start_up(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "ssh_host_ed25519"
+    path.mkdir(parents=True)  # a directory where the file should be: cannot be read
+    with pytest.raises(ConfigError, match="cannot read the SSH host key"):
+        load_or_create_ssh_host_key(tmp_path)
+    assert path.is_dir()
+
+
+def test_a_corrupt_ssh_host_key_makes_serve_exit_with_the_reason(tmp_path: Path) -> None:
+    api, tunnel = ports()
+    path = tmp_path / "watchgate.toml"
+    path.write_text(CONFIG.format(api=api, tunnel=tunnel, granted='"shop-db"'))
+    key = tmp_path / "data" / "keys" / "ssh_host_ed25519"
+    key.parent.mkdir(parents=True, mode=0o700)
+    key.write_text("garbage")
+    done = subprocess.run(
+        [sys.executable, "-m", "central.cli", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert f"watchgate-central: config error: {key}: not a usable SSH private key" in done.stderr
+    assert "Traceback" not in done.stderr

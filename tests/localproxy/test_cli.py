@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,10 @@ from central.identity.tokens import TokenRejected
 from central.idp.issuer import TokenMinter
 from central.idp.keys import SigningKeys
 from central.idp.users import UserDirectory
+from central.recording import StatementRecordDraft, asciicast
+from central.recording.asciicast import read_cast
 from localproxy.contract import ResourceView
+from tests.central.recording.test_asciicast import play
 from tests.support.browser import browser_env
 from tests.support.central import Running, free_socket, running_central
 
@@ -282,3 +286,151 @@ async def test_logout_takes_central_after_the_command_too(watchgate: Watchgate) 
 
     assert result.code == 0, result.stderr
     assert result.stdout == "signed out of http://127.0.0.1:9\n"
+
+
+# -- replay of SSH sessions ---------------------------------------------------------------------
+
+
+async def recorded_ssh_session(running: Running, *, terminals: bool = True) -> str:
+    """alice's SSH session: an exec and an upload as statement rows; with `terminals`, a
+    shell on channel 0 and the exec's output on channel 2, both recorded as casts."""
+    recorder = running.central.recorder
+    log = await recorder.open_session("alice", "lab-host", "ssh", "127.0.0.1:5000")
+    at = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
+    log.statement(StatementRecordDraft(at, 1200, "exec", "uname -a", None, "ok", None, None))
+    if terminals:
+        shell = log.terminal(
+            0, asciicast.header(80, 24, timestamp=1_764_000_000, watchgate={"kind": "shell"})
+        )
+        shell.output("$ ls\r\nnotes.txt  café\r\n".encode())
+        shell.resize(100, 30)
+        shell.exit(0)
+        head = asciicast.header(
+            80, 24, timestamp=1_764_000_060, command="uname -a", watchgate={"kind": "exec"}
+        )
+        exec_ = log.terminal(2, head, limit=4096)
+        exec_.output(b"Linux lab-host 6.1\n")
+        exec_.exit(0)
+    upload = {"path": "/tmp/x", "bytes": 1048576, "direction": "upload"}
+    log.statement(
+        StatementRecordDraft(
+            at, 5000, "sftp", "upload /tmp/x", None, "ok", None, None, result=upload
+        )
+    )
+    log.close("client disconnected")
+    await recorder.flush()
+    return log.session_id
+
+
+def as_alice(running: Running) -> dict[str, str]:
+    return {"WATCHGATE_CENTRAL": running.url, "WATCHGATE_TOKEN": mint(running, "alice")}
+
+
+async def test_replay_asciicast_writes_the_first_channel_and_names_the_others(
+    central: Running, watchgate: Watchgate, tmp_path: Path
+) -> None:
+    session_id = await recorded_ssh_session(central)
+
+    result = await watchgate("replay", session_id, "--format", "asciicast", env=as_alice(central))
+
+    assert result.code == 0, result.stderr
+    cast = read_cast(result.stdout)
+    assert cast.header["watchgate"]["channel"] == 0
+    assert cast.text() == "$ ls\r\nnotes.txt  café\r\n"
+    assert [(e.code, e.data) for e in cast.events[-2:]] == [("r", "100x30"), ("x", "0")]
+    assert result.stderr == (
+        f"watchgate: session {session_id} has 2 terminal channels: writing channel 0; "
+        "the others (2) with --channel N\n"
+    )
+    # asciinema's own player plays what the CLI wrote.
+    played = play(result.stdout, tmp_path)
+    assert "".join(d for k, d in played["events"] if k == "output") == cast.text()
+
+
+async def test_replay_asciicast_of_one_channel_to_a_file(
+    central: Running, watchgate: Watchgate, tmp_path: Path
+) -> None:
+    session_id = await recorded_ssh_session(central)
+    out = tmp_path / "exec.cast"
+
+    result = await watchgate(
+        "replay",
+        session_id,
+        "--format",
+        "asciicast",
+        "--channel",
+        "2",
+        "--output",
+        str(out),
+        env=as_alice(central),
+    )
+
+    assert result.code == 0, result.stderr
+    assert result.stdout == ""
+    cast = read_cast(out.read_text(encoding="utf-8"))
+    assert cast.header["command"] == "uname -a"
+    assert cast.text() == "Linux lab-host 6.1\n"
+    size = out.stat().st_size
+    assert result.stderr == (
+        f"watchgate: wrote channel 2 of session {session_id} to {out} ({size} bytes)\n"
+    )
+
+
+async def test_replay_asciicast_refusals(central: Running, watchgate: Watchgate) -> None:
+    session_id = await recorded_ssh_session(central)
+    without = await recorded_ssh_session(central, terminals=False)
+
+    missing = await watchgate(
+        "replay", session_id, "--format", "asciicast", "--channel", "1", env=as_alice(central)
+    )
+    none = await watchgate("replay", without, "--format", "asciicast", env=as_alice(central))
+    carol = await watchgate(
+        "replay",
+        session_id,
+        "--format",
+        "asciicast",
+        env={"WATCHGATE_CENTRAL": central.url, "WATCHGATE_TOKEN": mint(central, "carol")},
+    )
+    stray = await watchgate("replay", session_id, "--channel", "0", env=as_alice(central))
+
+    assert (missing.code, missing.stdout) == (1, "")
+    assert missing.stderr == (
+        f"watchgate: session {session_id} has no terminal channel 1; it has 0, 2\n"
+    )
+    assert (none.code, none.stdout) == (1, "")
+    assert none.stderr.startswith(f"watchgate: session {without} has no terminal recording")
+    assert (carol.code, carol.stdout) == (1, "")
+    assert carol.stderr == "watchgate: central refused (404): no such session\n"
+    assert (stray.code, stray.stderr) == (1, "watchgate: --channel goes with --format asciicast\n")
+
+
+async def test_replay_text_of_an_ssh_session_lists_terminals_and_file_operations(
+    central: Running, watchgate: Watchgate
+) -> None:
+    session_id = await recorded_ssh_session(central)
+
+    result = await watchgate("replay", session_id, env=as_alice(central))
+
+    assert result.code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"session {session_id}: alice on lab-host (ssh) from 127.0.0.1:5000"
+    cast_sizes = {
+        c["channel"]: c["bytes"]
+        for c in json.loads(
+            (
+                await watchgate("replay", session_id, "--format", "json", env=as_alice(central))
+            ).stdout
+        )["casts"]
+    }
+    assert lines[2:4] == [
+        f"  terminal channel 0: shell, from 16:00:00, {cast_sizes[0]} bytes: "
+        f"watchgate replay {session_id} --format asciicast --channel 0",
+        f"  terminal channel 2: exec `uname -a`, from 16:01:00, {cast_sizes[2]} bytes: "
+        f"watchgate replay {session_id} --format asciicast --channel 2",
+    ]
+    assert lines[4:] == [
+        "[   1] 10:00:00.000  ok  1.2 ms  (exec)",
+        "       uname -a",
+        "[   6] 10:00:00.000  ok  5.0 ms  (sftp)",  # 2-5: the casts' chunks
+        "       upload /tmp/x (1048576 bytes)",
+    ]

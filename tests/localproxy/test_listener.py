@@ -36,9 +36,10 @@ from central.protocols.postgres.messages import (
     startup_message,
 )
 from localproxy.contract import AccessState, CancelKey, ResourceView, TunnelAnswer, TunnelHello
-from localproxy.listener import PostgresListener, _deny_message
+from localproxy.listener import PostgresListener, SshListener, _deny_message
 from localproxy.tunnel import Tunnel, TunnelError
 from tests.support.central import USERS
+from tests.support.clients import Result, client_env, run
 from tests.support.gateway import Gateway, gateway, resource_for
 from tests.support.pgtemp import temporary_database
 
@@ -59,8 +60,9 @@ ACCEPT = TunnelAnswer(status="accept", session_id="session-1")
 
 
 class FakeTunnel:
-    """Records every hello; answers `answer` (or raises `error`). After an accept the client is
-    connected to an echo server playing central's side of the session."""
+    """Stands in for central behind the tunnel: records every hello; answers `answer` (or
+    raises `error`). After an accept the client is connected to an echo server playing
+    central's side of the session."""
 
     def __init__(self, answer: TunnelAnswer = ACCEPT, error: Exception | None = None) -> None:
         self.answer = answer
@@ -459,8 +461,10 @@ async def test_centrals_refusals_get_the_mapped_sqlstates(gw: Gateway) -> None:
         f"your access request for pending-db is waiting for approval (request {request.id})"
     )
 
+    # An SSH resource asked for without SSH's sign-in material (a PostgreSQL listener's hello).
     error = await real_refusal(gw, "lab")
-    assert error.code == "28000" and error.message == "lab: ssh resources are not served yet"
+    assert error.code == "28000"
+    assert error.message == "the local proxy sent no local secret for the SSH sign-in"
 
     central.recorder.healthy, central.recorder.problem = False, "the disk is full"
     try:
@@ -526,3 +530,139 @@ async def test_raw_cancel_request_with_a_wrong_key_cancels_nothing(gw: Gateway) 
         assert CommandComplete("SELECT 1") in answer
     finally:
         writer.close()
+
+
+# -- SSH ----------------------------------------------------------------------------------------
+#
+# The SSH listener parses nothing: each connection's hello carries the local secret and the
+# client key, and central's refusals reach the real OpenSSH client as SSH disconnects.
+
+SSH_VIEW = VIEW.model_copy(update={"name": "lab", "kind": "ssh", "database": None})
+CLIENT_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMwIaKJgCNUzb2mapiX5HsNfjHWvc5/a4NjLEvsKgTKJ"
+
+
+@contextlib.asynccontextmanager
+async def ssh_listening(
+    tunnel: FakeTunnel, token: Callable[[], Awaitable[str]] | None = None
+) -> AsyncIterator[tuple[SshListener, int]]:
+    listener = SshListener(
+        SSH_VIEW, cast(Tunnel, tunnel), token or fixed_token(), SECRET, CLIENT_KEY
+    )
+    port = await listener.start(0)
+    try:
+        yield listener, port
+    finally:
+        await listener.close()
+        await tunnel.close()
+
+
+async def openssh(port: int, home: Path) -> Result:
+    """The real OpenSSH client, without the machine's config or known hosts."""
+    return await run(
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-p",
+        str(port),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "alice@127.0.0.1",
+        "true",
+        env=client_env(home),
+        timeout=30,
+    )
+
+
+def disconnect_line(port: int, code: int, text: str) -> str:
+    return f"Received disconnect from 127.0.0.1 port {port}:{code}: {text}"
+
+
+async def test_ssh_hello_carries_the_secret_and_key_and_bytes_pass_untouched() -> None:
+    tunnel = FakeTunnel()
+    async with ssh_listening(tunnel) as (listener, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            # Whatever the client sends first (its SSH identification) goes to central as is:
+            # the listener sends nothing of its own before central accepts.
+            writer.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+            assert await asyncio.wait_for(reader.readexactly(21), 10) == b"SSH-2.0-OpenSSH_9.2\r\n"
+            big = bytes(range(256)) * 8192
+            writer.write(big)
+            assert await asyncio.wait_for(reader.readexactly(len(big)), 15) == big
+            assert listener.live == {"session-1"}
+        finally:
+            writer.close()
+        local = writer.get_extra_info("sockname")
+        (hello,) = tunnel.hellos
+        assert hello.token == "token-of-alice" and hello.resource == "lab"
+        assert hello.local_secret == SECRET and hello.client_key == CLIENT_KEY
+        assert hello.client == f"{local[0]}:{local[1]}"
+        assert hello.params == {} and hello.cancel is None
+        await asyncio.wait_for(tunnel.closed.wait(), 10)
+        for _ in range(100):
+            if not listener.live:
+                break
+            await asyncio.sleep(0.02)
+        assert listener.live == set() and listener.refused == 0
+
+
+# Central's answer -> (the disconnect reason code, the text OpenSSH prints).
+SSH_REFUSALS = {
+    "token": (14, "sign-in refused: expired"),
+    "forbidden": (14, "no resource named"),
+    "target": (7, "db: cannot connect"),
+    "recording": (7, "refused"),
+    "protocol": (7, "not served yet"),
+    "request_needed": (14, "needs a request"),
+    "pending": (14, "waiting (request R-7)"),
+}
+
+
+@pytest.mark.parametrize("code", SSH_REFUSALS)
+async def test_centrals_refusal_is_printed_by_openssh(code: str, tmp_path: Path) -> None:
+    tunnel = FakeTunnel(answer=ANSWERS[code])
+    async with ssh_listening(tunnel) as (listener, port):
+        result = await openssh(port, tmp_path)
+        assert result.code == 255 and result.stdout == ""
+        assert disconnect_line(port, *SSH_REFUSALS[code]) in result.stderr
+        assert listener.refused == 1 and listener.live == set()
+        await asyncio.wait_for(tunnel.closed.wait(), 10)  # the refused tunnel was closed
+
+
+async def test_unreachable_central_is_printed_by_openssh(tmp_path: Path) -> None:
+    reason = "cannot open the tunnel to central at 127.0.0.1:1: connection refused"
+    tunnel = FakeTunnel(error=TunnelError(reason))
+    async with ssh_listening(tunnel) as (listener, port):
+        result = await openssh(port, tmp_path)
+        assert result.code == 255
+        assert disconnect_line(port, 7, reason) in result.stderr
+        assert len(tunnel.hellos) == 1 and listener.refused == 0
+
+
+async def test_ssh_client_without_a_sign_in_is_told_why(tmp_path: Path) -> None:
+    async def no_token() -> str:
+        raise RuntimeError("not signed in to http://central: run `watchgate login`")
+
+    tunnel = FakeTunnel()
+    async with ssh_listening(tunnel, no_token) as (listener, port):
+        result = await openssh(port, tmp_path)
+        assert result.code == 255
+        text = "no Watchgate sign-in: not signed in to http://central: run `watchgate login`"
+        assert disconnect_line(port, 14, text) in result.stderr
+        assert tunnel.hellos == [] and listener.refused == 1
+
+
+async def test_ssh_listener_serves_the_next_client_after_a_refusal(tmp_path: Path) -> None:
+    tunnel = FakeTunnel(answer=ANSWERS["forbidden"])
+    async with ssh_listening(tunnel) as (listener, port):
+        await openssh(port, tmp_path)
+        tunnel.answer = ACCEPT
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"again")
+        assert await asyncio.wait_for(reader.readexactly(5), 10) == b"again"
+        writer.close()
+        assert listener.refused == 1 and len(tunnel.hellos) == 2

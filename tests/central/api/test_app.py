@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,8 @@ import httpx
 import pytest
 
 from central.idp.issuer import TokenMinter
+from central.recording import asciicast
+from central.recording.asciicast import read_cast
 from tests.support.central import Running, running_central
 
 
@@ -159,3 +162,105 @@ async def test_health_login_info_and_openapi(central: Running) -> None:
     spec = (await get(central, "/api/openapi.json", None)).json()
     assert {"/api/me", "/api/resources", "/api/events"} <= set(spec["paths"])
     assert "ResourceView" in spec["components"]["schemas"]
+
+
+async def test_tunnel_info_carries_centrals_ssh_host_key(central: Running, tmp_path: Path) -> None:
+    resp = await get(central, "/api/tunnel-info", None)  # unauthenticated, as at first use
+    assert resp.status_code == 200
+    info = resp.json()
+    key = central.central.ssh_host_key
+    line = info["ssh_host_key"]
+    assert line == key.export_public_key("openssh").decode().strip()
+    assert line.startswith("ssh-ed25519 ") and "\n" not in line
+    # The fingerprint is the one OpenSSH computes for that line.
+    pub = tmp_path / "central.pub"
+    pub.write_text(line + "\n")
+    listed = subprocess.run(["ssh-keygen", "-l", "-f", str(pub)], capture_output=True, text=True)
+    assert listed.stdout.split()[1] == info["ssh_host_key_sha256"] == key.get_fingerprint("sha256")
+    assert "PRIVATE" not in resp.text
+
+
+# -- recorded terminals -------------------------------------------------------------------------
+
+
+async def record_ssh_session(central: Running, user: str = "alice") -> str:
+    """A session of `user` with a shell on channel 0 (40 chunks) and an exec on channel 2."""
+    recorder = central.central.recorder
+    log = await recorder.open_session(user, "lab-host", "ssh", "127.0.0.1:5000")
+    shell = log.terminal(
+        0, asciicast.header(80, 24, timestamp=1_764_000_000, watchgate={"kind": "shell"})
+    )
+    for i in range(40):
+        shell.output(f"line {i} é\r\n".encode())
+        await recorder.flush()  # a chunk each
+    shell.exit(0)
+    exec_ = log.terminal(
+        2,
+        asciicast.header(
+            80, 24, timestamp=1_764_000_100, command="uname -a", watchgate={"kind": "exec"}
+        ),
+        limit=1024,
+    )
+    exec_.output(b"Linux lab-host\n")
+    exec_.exit(0)
+    log.close("client disconnected")
+    await recorder.flush()
+    return log.session_id
+
+
+async def test_casts_lists_the_terminal_channels_of_a_session(central: Running) -> None:
+    session_id = await record_ssh_session(central)
+
+    resp = await get(central, f"/api/sessions/{session_id}/casts", token_for(central, "alice"))
+
+    assert resp.status_code == 200
+    listed = resp.json()
+    assert [(c["channel"], c["kind"], c["command"]) for c in listed] == [
+        (0, "shell", None),
+        (2, "exec", "uname -a"),
+    ]
+    assert listed[0]["started_at"] == "2025-11-24T16:00:00Z"
+    store = central.central.store
+    cast = "".join([c async for c in store.terminal_cast(session_id, 0)])
+    assert listed[0]["bytes"] == len(cast.encode())
+    # The session detail carries the same list.
+    detail = await get(central, f"/api/sessions/{session_id}", token_for(central, "alice"))
+    assert detail.json()["casts"] == listed
+
+
+async def test_cast_is_the_asciicast_v3_file_streamed_from_the_store(central: Running) -> None:
+    session_id = await record_ssh_session(central)
+
+    resp = await get(central, f"/api/sessions/{session_id}/casts/0", token_for(central, "alice"))
+
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/x-asciicast"
+    assert f'filename="{session_id}-0.cast"' in resp.headers["content-disposition"]
+    cast = read_cast(resp.text)
+    assert cast.header["watchgate"]["session"] == session_id
+    assert cast.text() == "".join(f"line {i} é\r\n" for i in range(40))
+    assert cast.events[-1].code == "x"
+    exec_cast = await get(
+        central, f"/api/sessions/{session_id}/casts/2", token_for(central, "alice")
+    )
+    assert read_cast(exec_cast.text).text() == "Linux lab-host\n"
+
+
+async def test_casts_of_another_users_session_are_not_found(central: Running) -> None:
+    session_id = await record_ssh_session(central)
+    for path in (f"/api/sessions/{session_id}/casts", f"/api/sessions/{session_id}/casts/0"):
+        carol = await get(central, path, token_for(central, "carol"))
+        assert carol.status_code == 404, path
+        assert "line 0" not in carol.text
+        bob = await get(central, path, token_for(central, "bob"))  # an auditor
+        assert bob.status_code == 200, path
+        assert (await get(central, path, None)).status_code == 401
+
+
+async def test_unknown_sessions_and_channels_are_not_found(central: Running) -> None:
+    session_id = await record_ssh_session(central)
+    alice = token_for(central, "alice")
+    assert (await get(central, f"/api/sessions/{session_id}/casts/1", alice)).status_code == 404
+    assert (await get(central, f"/api/sessions/{session_id}/casts/x", alice)).status_code == 400
+    assert (await get(central, "/api/sessions/nope/casts", alice)).status_code == 404
+    assert (await get(central, "/api/sessions/nope/casts/0", alice)).status_code == 404

@@ -549,7 +549,6 @@ def test_ssh_defaults_allow_shell_refuse_forwarding_and_keep_no_keystrokes() -> 
     forward = p.decide_forward("127.0.0.1", 5432)
     assert forward.action == "block"
     assert "port forwarding to 127.0.0.1:5432 is not allowed on ssh-prod" in forward.reason
-    assert p.decide_agent().action == "block"
     assert p.record_input is False
     assert p.has_command_rules is False
 
@@ -583,7 +582,6 @@ def test_ssh_forwarding_needs_an_allow_rule_naming_the_destination() -> None:
                 "resources": ["ssh-prod"],
                 "action": "allow",
                 "forward": ["127.0.0.1:5432", "db-*.internal:*"],
-                "agent": True,
             }
         ]
     )
@@ -593,7 +591,6 @@ def test_ssh_forwarding_needs_an_allow_rule_naming_the_destination() -> None:
     assert p.decide_forward("db-1.internal", 6432).action == "allow"
     assert p.decide_forward("127.0.0.1", 22).action == "block"
     assert p.decide_forward("localhost", 5432).action == "block"  # names are not resolved
-    assert p.decide_agent().action == "allow"
 
 
 def test_ssh_record_input_and_command_rules_are_seen() -> None:
@@ -612,7 +609,8 @@ def test_ssh_record_input_and_command_rules_are_seen() -> None:
     ("rule", "error"),
     [
         ({"action": "review", "files": ["/etc/*"]}, "files rules can only block"),
-        ({"action": "block", "forward": ["a:1"]}, 'belong in rules with action = "allow"'),
+        ({"action": "block", "forward": ["a:1"]}, 'belongs in rules with action = "allow"'),
+        ({"action": "allow", "agent": True}, "rules.0..agent: unknown key"),
         ({"action": "allow", "commands": ["x"]}, "an allow rule takes forward"),
         ({"action": "allow"}, "an allow rule needs forward"),
         ({"action": "allow", "forward": ["nohost"]}, "must be host:port"),

@@ -21,12 +21,15 @@ from central.store import (
     Base,
     RefreshToken,
     RequestStatus,
+    SessionRecord,
+    StatementRecord,
     Store,
     StoreError,
     new_id,
     sha256_hex,
 )
-from central.store.db import MIGRATIONS_DIR, _create_engine, _parse_url
+from central.store.db import MIGRATIONS_DIR, TerminalChannel, _create_engine, _parse_url
+from central.store.models import TerminalChunk
 from tests.support.pgtemp import admin_url
 
 NOW = datetime(2030, 5, 17, 12, 0, tzinfo=UTC)
@@ -106,7 +109,7 @@ async def test_migrations_reach_head_and_reopening_is_idempotent(store_url: str)
         try:
             async with store.session() as session:
                 versions = await session.execute(text("SELECT version_num FROM alembic_version"))
-                assert versions.scalars().all() == ["0004"]
+                assert versions.scalars().all() == ["0005"]
                 kept = await session.get(AccessRequest, request.id)
             assert kept is not None and kept.reason == "incident"
         finally:
@@ -128,6 +131,9 @@ async def test_schema_matches_the_models(store: Store) -> None:
             "token_indexes": [
                 (ix["name"], ix["column_names"]) for ix in inspector.get_indexes("refresh_tokens")
             ],
+            "chunk_indexes": [
+                (ix["name"], ix["column_names"]) for ix in inspector.get_indexes("terminal_chunks")
+            ],
         }
 
     async with store.engine.connect() as conn:
@@ -143,12 +149,16 @@ async def test_schema_matches_the_models(store: Store) -> None:
             "refresh_tokens",
             "sessions",
             "statements",
+            "terminal_chunks",
         ],
         "request_indexes": [
             ("ix_access_requests_requester_resource", ["requester", "resource"]),
             ("ix_access_requests_status", ["status"]),
         ],
         "token_indexes": [("ix_refresh_tokens_family_id", ["family_id"])],
+        "chunk_indexes": [
+            ("ix_terminal_chunks_session_id_channel", ["session_id", "channel"]),
+        ],
     }
 
 
@@ -495,3 +505,91 @@ async def test_revoke_refresh_family(store: Store) -> None:
     assert all(t.revoked_at == NOW for t in await family_tokens(store, family))
     (untouched,) = await family_tokens(store, other.family_id)
     assert untouched.revoked_at is None
+
+
+# -- recordings ---------------------------------------------------------------------------------
+
+
+async def recorded_ssh_session(store: Store) -> str:
+    """A session whose chain interleaves statements and the chunks of two terminal channels."""
+    session_id = new_id()
+    kinds = ["chunk 0", "statement", "chunk 3", "chunk 0", "chunk 3", "statement", "chunk 0"]
+    data = {
+        0: ['{"version": 3, "term": {"cols": 80, "rows": 24}}\n', '[0.1, "o", "a"]\n', "x"],
+        3: ['{"version": 3, "term": {"cols": 9, "rows": 9}}\n', '[0.2, "o", "é€"]\n'],
+    }
+    async with store.session() as session, session.begin():
+        session.add(
+            SessionRecord(
+                id=session_id,
+                user="alice",
+                resource="lab-host",
+                kind="ssh",
+                client="c",
+                format_version=1,
+                started_at=NOW,
+            )
+        )
+        await session.flush()
+        for seq, kind in enumerate(kinds, start=1):
+            links = {"session_id": session_id, "seq": seq, "prev_hash": "p", "hash": "h"}
+            if kind == "statement":
+                session.add(
+                    StatementRecord(
+                        **links,
+                        started_at=NOW,
+                        duration_us=1,
+                        protocol="line",
+                        sql=f"cmd {seq}",
+                        outcome="ok",
+                        decision="forward",
+                    )
+                )
+            else:
+                channel = int(kind.split()[1])
+                session.add(TerminalChunk(**links, channel=channel, data=data[channel].pop(0)))
+    return session_id
+
+
+async def test_session_chain_merges_statements_and_chunks_by_seq(store: Store) -> None:
+    session_id = await recorded_ssh_session(store)
+    rows = await store.session_chain(session_id)
+    assert [(r.seq, type(r).__name__) for r in rows] == [
+        (1, "TerminalChunk"),
+        (2, "StatementRecord"),
+        (3, "TerminalChunk"),
+        (4, "TerminalChunk"),
+        (5, "TerminalChunk"),
+        (6, "StatementRecord"),
+        (7, "TerminalChunk"),
+    ]
+    assert await store.session_chain(new_id()) == []
+
+
+async def test_terminal_channels_name_each_cast_with_its_header_and_byte_size(
+    store: Store,
+) -> None:
+    session_id = await recorded_ssh_session(store)
+    channels = await store.terminal_channels(session_id)
+    header_0 = '{"version": 3, "term": {"cols": 80, "rows": 24}}\n'
+    header_3 = '{"version": 3, "term": {"cols": 9, "rows": 9}}\n'
+    assert channels == [
+        TerminalChannel(0, header_0, len(header_0) + len('[0.1, "o", "a"]\n') + 1),
+        # Bytes, not characters: "é€" is five bytes of UTF-8.
+        TerminalChannel(3, header_3, len(header_3) + len('[0.2, "o", ""]\n') + 5),
+    ]
+    assert await store.terminal_channels(new_id()) == []
+
+
+@pytest.mark.parametrize("batch", [1, 2, 16])
+async def test_terminal_cast_streams_one_channel_in_order(store: Store, batch: int) -> None:
+    session_id = await recorded_ssh_session(store)
+    chunks = [c async for c in store.terminal_cast(session_id, 0, batch=batch)]
+    assert chunks == [
+        '{"version": 3, "term": {"cols": 80, "rows": 24}}\n',
+        '[0.1, "o", "a"]\n',
+        "x",
+    ]
+    assert [c async for c in store.terminal_cast(session_id, 1)] == []
+    assert await store.session_record(session_id) is not None
+    assert await store.session_record(new_id()) is None

@@ -566,12 +566,13 @@ async def test_connect_ssh_deletes_the_key_when_it_cannot_listen(setup: Setup) -
     assert ssh_dir(setup).is_dir() and key_files(setup) == []
 
 
-def ssh_through(c: SshConnected, *options: str) -> list[str]:
-    """The printed command as a shell runs it, with `options` and the remote command `true`
-    after it (OpenSSH takes options after the destination). No machine config file: the
-    command must work on its own."""
+def ssh_through(c: SshConnected, *options: str, command: str = "true") -> list[str]:
+    """The printed command as a shell runs it, with `options` and the remote `command` after
+    it (OpenSSH takes options after the destination). No machine config file: the command
+    must work on its own."""
     printed = c.lines[2]
-    return ["sh", "-c", f"{printed} -F /dev/null -o BatchMode=yes {' '.join(options)} true"]
+    opts = " ".join(options)
+    return ["sh", "-c", f"{printed} -F /dev/null -o BatchMode=yes {opts} {shlex.quote(command)}"]
 
 
 async def test_ssh_through_connect_prints_centrals_refusal(setup: Setup) -> None:
@@ -588,12 +589,9 @@ async def test_ssh_through_connect_prints_centrals_refusal(setup: Setup) -> None
 
 async def test_ssh_through_connect_signs_in_to_central(tmp_path: Path) -> None:
     """OpenSSH, run with exactly the printed command by a shell, trusts central's host key from
-    the written known_hosts and signs in with the run's key; the profile lives under a path
-    with a blank and a % in it, which both the shell and OpenSSH must get right.
-
-    The target is a real sshd. (Once central's SSH sessions carry exec, this can assert the
-    command's output too.)
-    """
+    the written known_hosts, signs in with the run's key and runs a command on the target (a
+    real sshd); the profile lives under a path with a blank and a % in it, which both the
+    shell and OpenSSH must get right."""
     async with running_sshd(tmp_path) as sshd:
         box = {
             "name": "box",
@@ -611,7 +609,9 @@ async def test_ssh_through_connect_signs_in_to_central(tmp_path: Path) -> None:
                     "-o",
                     f'IdentityFile="{str(c.key_file).replace("%", "%%")}"',
                 ]
-                result = await run(*ssh_through(c, "-v"), env=client_env(setup.home), timeout=60)
+                through = ssh_through(c, "-v", command="echo through-$((6*7))")
+                result = await run(*through, env=client_env(setup.home), timeout=60)
+    assert result.code == 0 and result.stdout == "through-42\n", result.stderr
     assert "Host key verification failed" not in result.stderr
     assert f"Server accepts key: {c.key_file} ED25519" in result.stderr, result.stderr
     assert (

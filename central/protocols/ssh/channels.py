@@ -25,7 +25,7 @@ import asyncssh
 
 from central.policy.enforce import Verdict
 from central.policy.rules import ALLOW, Decision
-from central.protocols.ssh.lines import LineReader
+from central.protocols.ssh.lines import LineKind, LineReader
 from central.protocols.ssh.scp import ScpCommand, ScpError, ScpWatch, parse_scp_command
 from central.protocols.ssh.server import WINDOW, SshContext
 from central.protocols.ssh.sftp import FileEvent, FileRequest, Refusal, SftpError, SftpWatch
@@ -37,7 +37,7 @@ TARGET_FAILED_STATUS = 255  # what ssh itself exits with when it cannot run the 
 # has been quiet this long, at most ECHO_WAIT (a paste arrives before its echo does).
 ECHO_QUIET = 0.03
 ECHO_WAIT = 0.3
-ENTER = (b"\r", b"\n")
+PASTE_START, PASTE_END = b"\x1b[200~", b"\x1b[201~"
 
 
 class SessionChannel(asyncssh.SSHServerSession[bytes]):
@@ -64,6 +64,7 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
         self._pending: list[bytes] = []  # client data that arrived before the target was open
         self._holding: asyncio.Future[Any] | None = None  # an Enter waiting for a decision
         self._eof_pending = False  # the client's EOF came while bytes were still held
+        self._pasting = False  # inside a bracketed paste
         self._last_output = 0.0
         self._last_typed = 0.0
         self._output_seen = asyncio.Event()
@@ -348,7 +349,7 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
             return
         # A shell with a PTY: everything up to an Enter goes at once; the Enter waits for the
         # line to be read (and, with command rules, judged).
-        cut = _first_enter(data)
+        cut, self._pasting = enter_at(data, self._pasting)
         if cut < 0:
             self.lines.typed(data)
             self._last_typed = time.monotonic()
@@ -370,9 +371,9 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
         try:
             if self._last_output < self._last_typed or self.ctx.policy.has_command_rules:
                 await self._wait_for_echo()
-            line = self.lines.enter()
-            if line:
-                await self._judge_line(line, enter)
+            line = self.lines.enter_line()
+            if line.kind is LineKind.COMMAND and line.text:
+                await self._judge_line(line.text, line.exact, enter)
             else:
                 self.target.write(enter)
         finally:
@@ -395,21 +396,27 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
             except TimeoutError:
                 pass
 
-    async def _judge_line(self, line: str, enter: bytes) -> None:
+    async def _judge_line(self, line: str, exact: bool, enter: bytes) -> None:
+        """A command line read off the screen. `exact` is False when the reader had to guess
+        where it starts (a resize while typing, the start scrolled away): it is judged all the
+        same, and the record says so."""
         assert self.target is not None
         started = datetime.now(UTC)
         decision = self.ctx.policy.decide_command(line)
+        read = None if exact else {"exact": False}
         if self.terminal is not None:
             self.terminal.marker(f"command: {line}")
         if decision.action == "allow":
             self.target.write(enter)
-            self.ctx.record("line", line, started=started)
+            self.ctx.record("line", line, started=started, result=read)
             return
         if decision.action == "review":
             answer = await self.ctx.gate.review(line, decision, self._screen_notice, "command")
             if not isinstance(answer, str):
                 self.target.write(enter)
-                self.ctx.record("line", line, started=started, decision="review", rule=answer.rule)
+                self.ctx.record(
+                    "line", line, started=started, decision="review", rule=answer.rule, result=read
+                )
                 return
             reason = answer
         else:
@@ -422,6 +429,7 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
             error=reason,
             decision="block",
             rule=decision.rule,
+            result=read,
         )
         self._screen_notice(f"Watchgate: {reason}")
         # Ctrl-C: the shell drops the line and prints a fresh prompt; nothing ran.
@@ -433,7 +441,7 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
         if self.chan is not None and not self._closed:
             self.chan.write(data)
         if self.terminal is not None:
-            self.terminal.output(data)
+            self._kept(self.terminal.output, data)
 
     def eof_received(self) -> bool:
         if self.target is not None and self._holding is None and not self._pending:
@@ -607,8 +615,29 @@ class _Target(asyncssh.SSHClientSession[bytes]):
             self.owner.chan.resume_reading()
 
 
-def _first_enter(data: bytes) -> int:
-    r, n = data.find(b"\r"), data.find(b"\n")
+def enter_at(data: bytes, pasting: bool) -> tuple[int, bool]:
+    """Where the first Enter the shell will act on is in `data` (or -1), and whether a
+    bracketed paste (ESC[200~ ... ESC[201~) is open at that point. A newline inside a paste is
+    text the shell inserts, not an Enter. (A paste marker split across two reads is not seen:
+    the Enter is then judged like any other.)"""
+    i = 0
+    while True:
+        if pasting:
+            end = data.find(PASTE_END, i)
+            if end < 0:
+                return -1, True
+            pasting, i = False, end + len(PASTE_END)
+        start = data.find(PASTE_START, i)
+        enter = _first_enter(data, i)
+        if enter >= 0 and (start < 0 or enter < start):
+            return enter, False
+        if start < 0:
+            return -1, False
+        pasting, i = True, start + len(PASTE_START)
+
+
+def _first_enter(data: bytes, start: int = 0) -> int:
+    r, n = data.find(b"\r", start), data.find(b"\n", start)
     if r < 0:
         return n
     if n < 0:

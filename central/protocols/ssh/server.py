@@ -13,9 +13,9 @@ connection that central logged into with the held credential (`target.py`):
 - session channels (shell, exec, the sftp subsystem) by `channels.SessionChannel`;
 - `direct-tcpip` (ssh -L / -D) by `ForwardedConnection` below, only where an allow rule names
   the destination;
-- everything else asyncssh refuses for us: remote forwarding (`ssh -R`), X11, agent
-  forwarding (unless an allow rule says `agent = true`: not built yet, see the README), UNIX
-  sockets and tun/tap, because the server is started with those off.
+- `ssh -R` (tcpip-forward) is refused and recorded by `server_requested`;
+- everything else asyncssh refuses for us: X11, agent forwarding, UNIX sockets and tun/tap,
+  because the server is started with those off.
 """
 
 from __future__ import annotations
@@ -203,6 +203,19 @@ class GatewayServer(asyncssh.SSHServer):
             )
         return self._forward(dest_host, dest_port, started, decision.rule)
 
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        """ssh -R: the target would listen for connections back to the client. Refused (no
+        rule can allow it yet), and recorded."""
+        self.ctx.record(
+            "forward",
+            f"tcpip-forward {listen_host}:{listen_port}",
+            started=datetime.now(UTC),
+            outcome="refused",
+            error=f"remote port forwarding (ssh -R) is not allowed on {self.ctx.resource.name}",
+            decision="block",
+        )
+        return False
+
     async def _forward(
         self, host: str, port: int, started: datetime, rule: str | None
     ) -> asyncssh.SSHTCPSession[bytes]:
@@ -284,8 +297,6 @@ async def serve_ssh(
             allow_pty=True,
             agent_forwarding=False,
             x11_forwarding=False,
-            # Only the sessions and direct-tcpip the server object decides on; `ssh -R`
-            # (tcpip-forward) is refused because server_requested is not overridden.
             window=WINDOW,
             config=None,
         )

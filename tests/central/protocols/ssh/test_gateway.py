@@ -20,6 +20,7 @@ import pty
 import re
 import signal
 import struct
+import sys
 import termios
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,7 @@ import pytest
 
 from central.recording.asciicast import read_cast
 from localproxy.api import CentralClient
+from tests.central.recording.test_asciicast import play
 from tests.support.ssh_gateway import SshGateway, ssh_gateway
 from tests.support.sshd import keygen
 
@@ -269,6 +271,35 @@ async def test_interactive_shell_is_recorded_as_asciicast_and_replayable(tmp_pat
         lines = [r.sql for r in await records(gw) if r.protocol == "line"]
         assert "echo shown-$((40+2))" in lines and "vim -u NONE -N" in lines
 
+        # `watchgate replay --format asciicast` writes a file asciinema's own player plays
+        session = (await gw.central.store.list_sessions(user=None, limit=1))[0]
+        out = tmp_path / "session.cast"
+        env = {
+            **os.environ,
+            "WATCHGATE_CENTRAL": gw.url,
+            "WATCHGATE_TOKEN": gw.token(),
+            "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+        }
+        replay = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "watchgate"),
+            "replay",
+            session.id,
+            "--format",
+            "asciicast",
+            "--output",
+            str(out),
+            env=env,
+        )
+        assert await asyncio.wait_for(replay.wait(), TIMEOUT) == 0
+        played = play(out.read_text(), tmp_path)
+        shown = "".join(e[1] for e in played["events"] if e[0] == "output")
+        assert "shown-42" in shown and "30 100" in shown
+        assert {"cols": 100, "rows": 30} in [e[1] for e in played["events"] if e[0] == "resize"]
+        assert any(
+            e[0] == "marker" and e[1]["label"] == "command: stty size" for e in played["events"]
+        )
+
 
 async def test_keystrokes_are_recorded_when_a_rule_says_so(tmp_path: Path) -> None:
     rules = [{"resources": ["lab"], "action": "allow", "record_input": True}]
@@ -299,6 +330,26 @@ async def test_shell_command_lines_are_judged_at_enter(tmp_path: Path) -> None:
         lines = [(r.sql, r.outcome) for r in await records(gw) if r.protocol == "line"]
         assert (f"touch {marker}", "refused") in lines
         assert ("echo after-$((1+1))", "ok") in lines
+
+
+async def test_a_held_shell_line_runs_when_approved(tmp_path: Path) -> None:
+    marker = tmp_path / "typed-approved"
+    rules = [{"name": "careful", "resources": ["lab"], "action": "review", "commands": ["touch *"]}]
+    async with ssh_gateway(tmp_path, rules=rules) as gw:
+        async with shell(gw) as term:
+            term.type(f"touch {marker} && echo made-$((3*3))\r")
+            await term.expect(b"Watchgate: this command is held for review")
+            async with CentralClient(gw.url, gw.token("carol")) as carol:
+                items = await eventually(carol.approvals)
+                assert items[0].statement == f"touch {marker} && echo made-$((3*3))"
+                assert not marker.exists()
+                await carol.approve(items[0].id, "fine")
+            await term.expect(b"made-9")
+            term.type("exit\r")
+            await term.exit_status()
+        assert marker.exists()
+        lines = [(r.sql, r.decision, r.rule) for r in await records(gw) if r.protocol == "line"]
+        assert (f"touch {marker} && echo made-$((3*3))", "review", "careful") in lines
 
 
 async def test_exec_only_resource_refuses_the_shell_but_runs_commands(tmp_path: Path) -> None:
@@ -470,6 +521,11 @@ async def test_ssh_dash_L_is_refused_by_default(tmp_path: Path) -> None:
             assert "no allow rule names it" in refused.value.reason
             with pytest.raises(asyncssh.ChannelListenError):  # ssh -R
                 await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", port)
+        refused = [(r.sql, r.outcome) for r in await records(gw) if r.protocol == "forward"]
+        assert refused == [
+            (f"direct-tcpip 127.0.0.1:{port}", "refused"),
+            ("tcpip-forward 127.0.0.1:0", "refused"),
+        ]
 
 
 # -- the target, sign-in, and bad input --------------------------------------------------------

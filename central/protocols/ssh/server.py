@@ -43,6 +43,10 @@ if TYPE_CHECKING:
     from central.runtime import Central
 
 LOGIN_TIMEOUT = 30.0
+# The client's preference decides the cipher, and OpenSSH's puts chacha20-poly1305 first,
+# which asyncssh runs at about a third of AES-GCM's speed (AES-NI, one pass in OpenSSL).
+# Offering only AES-GCM makes every OpenSSH since 6.2 choose it.
+CLIENT_CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
 # Bigger than asyncssh's 2 MiB default: with two SSH legs and TLS on the path, a larger window
 # keeps bulk transfers from stalling on window adjusts.
 WINDOW = 8 * 1024 * 1024
@@ -298,6 +302,7 @@ async def serve_ssh(
             agent_forwarding=False,
             x11_forwarding=False,
             window=WINDOW,
+            encryption_algs=CLIENT_CIPHERS,
             config=None,
         )
     except (asyncssh.Error, OSError, TimeoutError) as e:

@@ -108,6 +108,16 @@ async def test_exec_runs_on_the_target_with_output_stderr_and_exit_status(tmp_pa
         assert events[-1][1:] == ["x", "3"]
 
 
+async def test_central_offers_aes_gcm_which_openssh_then_chooses(tmp_path: Path) -> None:
+    """Speed: OpenSSH prefers chacha20-poly1305, which asyncssh runs far slower than AES-GCM;
+    central offers only AES-GCM (bench/ssh_path.py measures the difference)."""
+    async with ssh_gateway(tmp_path) as gw:
+        done = await gw.run([*gw.ssh_args("-v"), "true"])
+        assert done.status == 0
+        assert "kex: server->client cipher: aes128-gcm@openssh.com" in done.stderr
+        assert "kex: client->server cipher: aes128-gcm@openssh.com" in done.stderr
+
+
 async def test_blocked_exec_is_refused_with_the_rule_and_nothing_runs(tmp_path: Path) -> None:
     marker = tmp_path / "must-not-exist"
     rules = [

@@ -1,8 +1,12 @@
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.oidc_provider import ExternalIssuer, start_oidc_provider
+
+# Qt without a display: the desktop app's tests run headless (screenshots use Xvfb instead).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(scope="session")

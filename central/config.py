@@ -239,6 +239,8 @@ class RuleConfig(_Section):
     # ssh, allow rules: "host:port" globs that `ssh -L` / `ssh -D` may reach through the target;
     # port forwarding is refused unless an allow rule names the destination.
     forward: list[str] = []
+    # ssh, allow rules: the client's ssh-agent may be used on the target (`ssh -A`).
+    agent: bool = False
     columns: list[str] = []
     detectors: list[str] = []
     style: Literal["full", "partial", "hash", "null"] = "full"
@@ -249,8 +251,8 @@ class RuleConfig(_Section):
 
     @model_validator(mode="after")
     def _matches_something(self) -> Self:
-        if self.forward and self.action != "allow":
-            raise ValueError('forward belongs in rules with action = "allow"')
+        if (self.forward or self.agent) and self.action != "allow":
+            raise ValueError('forward and agent belong in rules with action = "allow"')
         if self.action == "mask":
             if not (self.columns or self.detectors or self.strict):
                 raise ValueError("a mask rule needs columns, detectors or strict = true")
@@ -266,11 +268,11 @@ class RuleConfig(_Section):
         elif self.action == "allow":
             if self.statements or self.functions or self.commands or self.files:
                 raise ValueError(
-                    "an allow rule takes forward or record_input; statements, "
+                    "an allow rule takes forward, agent or record_input; statements, "
                     "functions, commands and files belong in block or review rules"
                 )
-            if not (self.forward or self.record_input):
-                raise ValueError("an allow rule needs forward or record_input")
+            if not (self.forward or self.agent or self.record_input):
+                raise ValueError("an allow rule needs forward, agent = true or record_input")
             for pattern in self.forward:
                 if ":" not in pattern:
                     raise ValueError(f"forward pattern {pattern!r} must be host:port")

@@ -110,7 +110,11 @@ class SqlPolicy:
             if rule.action == "allow":
                 allows.append(
                     _Allow(
-                        label, tuple(rule.resources), tuple(rule.forward), bool(rule.record_input)
+                        label,
+                        tuple(rule.resources),
+                        tuple(rule.forward),
+                        rule.agent,
+                        bool(rule.record_input),
                     )
                 )
                 continue
@@ -229,12 +233,13 @@ class SqlPolicy:
 
 @dataclass(frozen=True, slots=True)
 class _Allow:
-    """An allow rule: what an SSH resource may do beyond the default (port forwarding), or
-    that its keystrokes are recorded."""
+    """An allow rule: what an SSH resource may do beyond the default (port forwarding, the
+    client's agent), or that its keystrokes are recorded."""
 
     label: str
     resources: tuple[str, ...]
     forward: tuple[str, ...]
+    agent: bool
     record_input: bool = False
 
     def applies(self, resource: str) -> bool:
@@ -259,6 +264,7 @@ class SshPolicy:
         self.has_command_rules = any(r.commands for r in rules)
         self.has_file_rules = bool(self._file_rules)
         self._forward = [(a.label, p) for a in allows for p in a.forward]
+        self.agent_rule = next((a.label for a in allows if a.agent), None)
 
     def decide_command(self, command: str) -> Decision:
         return self._policy.decide_command(self.resource, command)

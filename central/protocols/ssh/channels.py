@@ -226,6 +226,14 @@ class SessionChannel(asyncssh.SSHServerSession[bytes]):
         self, *, command: str | None = None, subsystem: str | None = None
     ) -> bool:
         assert self.chan is not None
+        if self.ctx.policy.agent_rule is not None:
+            # asyncssh sets up the client's agent in a task of its own, started when the
+            # request came (just before this channel's exec or shell): let it finish.
+            for _ in range(5):
+                await asyncio.sleep(0)
+            agent_path = self.chan.get_agent_path()
+            if agent_path is not None:
+                await self.ctx.forward_agent(agent_path)
         kwargs: dict[str, Any] = {"encoding": None, "env": self.chan.get_environment()}
         if self.pty is not None:
             term_type, size, modes = self.pty

@@ -36,6 +36,7 @@ from central.identity.tokens import Identity
 from central.logs import ContextLogger
 from central.policy.enforce import SessionGate
 from central.policy.rules import SshPolicy
+from central.protocols.ssh.agent import AgentRelay, route_target_agent
 from central.recording import RecordingUnavailable, SessionLog, StatementRecordDraft
 from central.sessions import LiveSession, until_expired
 
@@ -67,6 +68,7 @@ class SshContext:
     log: ContextLogger
     exec_record_limit: int
     conn: asyncssh.SSHServerConnection | None = None
+    agent: AgentRelay | None = None  # once the client's agent is forwarded (allow rules)
     tasks: set[asyncio.Future[Any]] = field(default_factory=set)
     _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -113,6 +115,26 @@ class SshContext:
             )
         except RecordingUnavailable as e:
             self.end(f"Watchgate: session ended: the recording is unavailable ({e})")
+
+    async def forward_agent(self, agent_path: str) -> None:
+        """The client's agent, forwarded to central, becomes usable on the target: through
+        a relay that records each use."""
+        if self.agent is not None:
+            return
+        rule = self.policy.agent_rule
+
+        def used(started: datetime, sent: int, received: int) -> None:
+            self.record(
+                "agent",
+                "agent forwarding",
+                started=started,
+                rule=rule,
+                result={"sent": sent, "received": received},
+            )
+
+        self.agent = AgentRelay(agent_path, used)
+        await self.agent.start()
+        route_target_agent(self.target, self.agent.path)
 
     def end(self, reason: str) -> None:
         if self.conn is not None:
@@ -299,7 +321,7 @@ async def serve_ssh(
             login_timeout=LOGIN_TIMEOUT,
             keepalive_interval=0,
             allow_pty=True,
-            agent_forwarding=False,
+            agent_forwarding=ctx.policy.agent_rule is not None,
             x11_forwarding=False,
             window=WINDOW,
             encryption_algs=CLIENT_CIPHERS,
@@ -325,6 +347,8 @@ async def serve_ssh(
             task.cancel()
         await asyncio.gather(deadline, target_gone, closed, *ctx.tasks, return_exceptions=True)
         conn.abort()
+        if ctx.agent is not None:
+            await ctx.agent.close()
 
 
 async def _watch_deadline(ctx: SshContext) -> None:

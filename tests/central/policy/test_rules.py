@@ -551,6 +551,7 @@ def test_ssh_defaults_allow_shell_refuse_forwarding_and_keep_no_keystrokes() -> 
     assert "port forwarding to 127.0.0.1:5432 is not allowed on ssh-prod" in forward.reason
     assert p.record_input is False
     assert p.has_command_rules is False
+    assert p.agent_rule is None
 
 
 def test_ssh_exec_only_rule_blocks_the_shell_of_its_resources_only() -> None:
@@ -582,6 +583,7 @@ def test_ssh_forwarding_needs_an_allow_rule_naming_the_destination() -> None:
                 "resources": ["ssh-prod"],
                 "action": "allow",
                 "forward": ["127.0.0.1:5432", "db-*.internal:*"],
+                "agent": True,
             }
         ]
     )
@@ -591,6 +593,7 @@ def test_ssh_forwarding_needs_an_allow_rule_naming_the_destination() -> None:
     assert p.decide_forward("db-1.internal", 6432).action == "allow"
     assert p.decide_forward("127.0.0.1", 22).action == "block"
     assert p.decide_forward("localhost", 5432).action == "block"  # names are not resolved
+    assert p.agent_rule == "db-tunnel"
 
 
 def test_ssh_record_input_and_command_rules_are_seen() -> None:
@@ -609,8 +612,8 @@ def test_ssh_record_input_and_command_rules_are_seen() -> None:
     ("rule", "error"),
     [
         ({"action": "review", "files": ["/etc/*"]}, "files rules can only block"),
-        ({"action": "block", "forward": ["a:1"]}, 'belongs in rules with action = "allow"'),
-        ({"action": "allow", "agent": True}, "rules.0..agent: unknown key"),
+        ({"action": "block", "forward": ["a:1"]}, 'belong in rules with action = "allow"'),
+        ({"action": "review", "agent": True}, 'belong in rules with action = "allow"'),
         ({"action": "allow", "commands": ["x"]}, "an allow rule takes forward"),
         ({"action": "allow"}, "an allow rule needs forward"),
         ({"action": "allow", "forward": ["nohost"]}, "must be host:port"),

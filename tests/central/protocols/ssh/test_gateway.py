@@ -538,6 +538,57 @@ async def test_ssh_dash_L_is_refused_by_default(tmp_path: Path) -> None:
         ]
 
 
+@contextlib.asynccontextmanager
+async def ssh_agent(tmp_path: Path) -> AsyncIterator[tuple[dict[str, str], str]]:
+    """A real ssh-agent holding one key; yields the environment that points at it and the
+    key's fingerprint."""
+    sock = tmp_path / "agent.sock"
+    agent = await asyncio.create_subprocess_exec("ssh-agent", "-D", "-a", str(sock))
+    try:
+        await eventually(sock.exists)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        key = tmp_path / "agent_key"
+        keygen(key, "in-the-agent")
+        add = await asyncio.create_subprocess_exec("ssh-add", str(key), env=env)
+        assert await add.wait() == 0
+        fingerprint = asyncssh.read_public_key(f"{key}.pub").get_fingerprint("sha256")
+        yield env, fingerprint
+    finally:
+        agent.terminate()
+        await agent.wait()
+
+
+async def run_with(env: dict[str, str], args: list[str]) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_agent_forwarding_only_where_allowed_and_each_use_recorded(tmp_path: Path) -> None:
+    (tmp_path / "refused").mkdir()
+    (tmp_path / "allowed").mkdir()
+    async with ssh_agent(tmp_path) as (env, fingerprint):
+        async with ssh_gateway(tmp_path / "refused") as gw:
+            status, out, _ = await run_with(env, [*gw.ssh_args("-A"), "ssh-add -l"])
+            assert status == 2 and fingerprint not in out  # no agent on the target
+        rules = [{"name": "agent-ok", "resources": ["lab"], "action": "allow", "agent": True}]
+        async with ssh_gateway(tmp_path / "allowed", rules=rules) as gw:
+            status, out, err = await run_with(env, [*gw.ssh_args("-A"), "ssh-add -l"])
+            assert status == 0, err
+            assert fingerprint in out
+            uses = await eventually(lambda: _rows_of(gw, "agent"), timeout=TIMEOUT)
+            assert uses[0].rule == "agent-ok"
+            counts = json.loads(uses[0].result)
+            assert counts["sent"] > 0 and counts["received"] > 0
+
+
+async def _rows_of(gw: SshGateway, protocol: str) -> list[Any]:
+    return [r for r in await records(gw) if r.protocol == protocol]
+
+
 # -- the target, sign-in, and bad input --------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ Anything unexpected fails closed: an exception here ends the session before a ro
 
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -41,8 +42,13 @@ from central.protocols.postgres.messages import (
     NotificationResponse,
     ParameterStatus,
     RowDescription,
+    notice_response,
 )
 from central.protocols.postgres.target import TargetSpec
+
+# What the desktop app calls itself (application_name), and the notice it then gets.
+DESKTOP_APPLICATION = "watchgate-desktop"
+MASKED_COLUMNS = "Watchgate: masked columns"
 
 _T, _N_DATA, _C, _I, _S_SUSP, _E, _N, _Z, _H, _D_COPY, _C_DONE, _PARAM, _NOTIFY = (
     ord(c) for c in "TnCIsENZHdcSA"
@@ -119,6 +125,13 @@ class SessionMasking:
     _expect: deque[_Expect] = field(default_factory=deque)
     _copy: CopyRows | None = None
     _cells: dict[tuple[object, ...], CellFn] = field(default_factory=dict)
+    # The desktop app marks masked cells: it says so in its application_name, and then gets
+    # a notice naming the masked columns and their rules before each such RowDescription.
+    announce: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        name = self.spec.params.get("application_name", "")
+        self.announce = name.startswith(DESKTOP_APPLICATION)
 
     # -- the catalog ---------------------------------------------------------------------------
 
@@ -275,7 +288,9 @@ class SessionMasking:
         kind = frame.type
         head = self._expect[0] if self._expect else None
         if kind == _T:
-            self._row_description(head, frame)
+            plan = self._row_description(head, frame)
+            if plan is not None and self.announce and plan.masks:
+                return _masked_columns(plan, frame) + frame.raw
         elif kind == _N_DATA:
             if isinstance(head, _Describe):
                 self._expect.popleft()
@@ -333,7 +348,8 @@ class SessionMasking:
             return head.plan
         return None
 
-    def _row_description(self, head: _Expect, frame: Frame) -> None:
+    def _row_description(self, head: _Expect, frame: Frame) -> Plan | None:
+        """Match a RowDescription with its statement; returns that statement's plan."""
         desc = decode_backend(frame)
         assert isinstance(desc, RowDescription)
         if isinstance(head, _Describe):
@@ -342,17 +358,20 @@ class SessionMasking:
                 stmt = self._statements.get(head.name)
                 if stmt is not None:
                     stmt.fields = desc.fields
+                    return stmt.plan
             else:
                 portal = self._portals.get(head.name)
                 if portal is not None:
                     portal.fields, portal.cells = desc.fields, None
-            return
+                    return portal.plan
+            return None
         plan = self._plan_of(head) or self._blind()
         cells = self._cells_for(plan, desc.fields, None, len(desc.fields))
         if isinstance(head, _Query | _Portal):
             head.cells = cells
         else:  # rows nobody asked for: a hostile or confused target; mask as blind
             self._expect.appendleft(_Query([plan], cells=cells))
+        return plan
 
     def _row_cells(self, head: _Expect, buf: bytes, start: int) -> list[CellFn | None] | None:
         if isinstance(head, _Query | _Portal) and head.cells is not None:
@@ -468,6 +487,23 @@ class SessionMasking:
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 # Values PostgreSQL quotes in messages: "..." (input syntax errors) and (...)=(...) key details.
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')
+
+
+def _masked_columns(plan: Plan, frame: Frame) -> bytes:
+    """The notice the desktop app reads to mark masked cells: detail is JSON, one entry per
+    column that is masked ("mask") or searched by the detectors ("scan"); nothing when no
+    column of this result is."""
+    desc = decode_backend(frame)
+    assert isinstance(desc, RowDescription)
+    columns = [
+        {"index": i, "name": f.name, "rule": a.rule, "style": a.style, "action": a.action}
+        for i, (f, a) in enumerate(zip(desc.fields, plan.actions(len(desc.fields)), strict=True))
+        if a is not None
+    ]
+    if not columns:
+        return b""
+    detail = json.dumps({"columns": columns}, separators=(",", ":"))
+    return encode(notice_response("00000", MASKED_COLUMNS, detail=detail))
 
 
 def _copy_data(payload: bytes) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import psycopg
@@ -521,3 +522,38 @@ async def test_a_notification_carrying_masked_data_is_scanned(psql: Psql, target
     result = (await psql("-v", "ON_ERROR_STOP=1", stdin=script)).check("script")
     assert 'Asynchronous notification "orders" with payload "****"' in result.stdout, result
     assert leaks(result.stdout) == []
+
+
+async def test_the_desktop_app_is_told_which_columns_are_masked_and_by_which_rule(
+    gw: Gateway,
+) -> None:
+    """A client that calls itself watchgate-desktop gets a notice naming the masked columns
+    before their rows (the app marks those cells); other clients get nothing extra."""
+    notices: list[Any] = []
+    conn = await asyncpg.connect(
+        gw.dsn, server_settings={"application_name": "watchgate-desktop 0.1"}
+    )
+    conn.add_log_listener(lambda _conn, message: notices.append(message))
+    try:
+        rows = await conn.fetch("SELECT id, name, email, ssn, notes FROM customers ORDER BY id")
+        await conn.fetch("SELECT id, amount FROM orders")  # clean except the detectors' scan
+    finally:
+        await conn.close()
+    assert rows[0]["ssn"] == "****"
+    announced = [n for n in notices if n.message == "Watchgate: masked columns"]
+    assert announced
+    # notes and name come from clean columns (lineage proves it), so only two are named
+    assert json.loads(announced[0].detail)["columns"] == [
+        {"index": 2, "name": "email", "rule": "contact", "style": "partial", "action": "mask"},
+        {"index": 3, "name": "ssn", "rule": "pii", "style": "full", "action": "mask"},
+    ]
+    assert len(announced) == 1  # orders: nothing masked, nothing said
+
+    quiet: list[Any] = []
+    conn = await asyncpg.connect(gw.dsn)
+    conn.add_log_listener(lambda _conn, message: quiet.append(message))
+    try:
+        await conn.fetch("SELECT email, ssn FROM customers")
+    finally:
+        await conn.close()
+    assert quiet == []

@@ -36,6 +36,7 @@ from central.protocols.postgres.codec import (
     Frame,
     FrameReader,
     ProtocolError,
+    decode_backend,
     decode_frontend,
     encode,
 )
@@ -46,7 +47,9 @@ from central.protocols.postgres.messages import (
     Bind,
     Close,
     Describe,
+    ErrorResponse,
     Execute,
+    NoticeResponse,
     ParameterStatus,
     Parse,
     Query,
@@ -57,6 +60,7 @@ from central.protocols.postgres.messages import (
 from central.protocols.postgres.target import TargetConnection
 from central.protocols.postgres.tracker import (
     DATA_ROW,
+    ERROR,
     READY,
     TRACKED_BACKEND,
     StatementTracker,
@@ -66,7 +70,12 @@ from central.protocols.transport import Endpoint, adopt
 from central.recording import RecordingUnavailable, SessionLog
 from central.sessions import LiveSession, until_expired
 
-__all__ = ["Gate", "PostgresSession", "rows_from_tag"]
+__all__ = ["Gate", "PostgresSession", "disown", "rows_from_tag"]
+
+NOTICE = ord("N")
+_MESSAGES = frozenset((ERROR, NOTICE))
+_RELAY_TRACKED = TRACKED_BACKEND | {NOTICE}
+_OURS = b"atchgate"  # W or w: a fast first look, the message is then decoded
 
 _Q, _P, _B, _E, _S, _C, _X, _F, _D = (ord(c) for c in "QPBESCXFD")
 _PASSTHROUGH_FRONTEND = frozenset(ord(c) for c in "Hdcf")
@@ -94,6 +103,23 @@ class _Held:
 
 _HOLD = _Held()
 _REFUSED = _Held()
+
+
+def disown(frame: Frame) -> bytes | None:
+    """A notice or error from the target whose message speaks as Watchgate, made plainly the
+    database's; None for every other (the same bytes go on).
+
+    Clients trust what starts with "Watchgate:" (the desktop app reads masked columns and held
+    statements from such notices), and a database function can RAISE any text it likes."""
+    if _OURS not in frame.raw:
+        return None
+    message = decode_backend(frame)
+    assert isinstance(message, NoticeResponse | ErrorResponse)
+    text = message.fields.get("M", "")
+    if not text.lstrip().lower().startswith("watchgate"):
+        return None
+    fields = {**message.fields, "M": f"(from the database) {text}"}
+    return encode(type(message)(fields))
 
 
 class PostgresSession:
@@ -519,9 +545,10 @@ class PostgresSession:
         self._end(f"masking failed: {why}")
 
     def _relay(self) -> bytes:
-        """Everything the target sent, unchanged but for our own replies spliced in."""
+        """Everything the target sent, unchanged but for our own replies spliced in (and the
+        target's messages that speak as Watchgate, disowned)."""
         tracker = self.tracker
-        chunk, events, tail_rows = self._t_frames.scan(TRACKED_BACKEND, DATA_ROW, tracker.keep_rows)
+        chunk, events, tail_rows = self._t_frames.scan(_RELAY_TRACKED, DATA_ROW, tracker.keep_rows)
         start = 0
         pieces: list[bytes] = []
         for end, rows, frame in events:
@@ -530,6 +557,14 @@ class PostgresSession:
             if frame.type == DATA_ROW:  # one of the first rows of a result: recorded
                 tracker.sample_row(frame.raw)
                 continue
+            if frame.type in _MESSAGES:
+                disowned = disown(frame)
+                if disowned is not None:
+                    pieces += (chunk[start : end - len(frame.raw)], disowned)
+                    start = end
+                    frame = Frame(frame.type, disowned)
+                if frame.type == NOTICE:
+                    continue
             tracker.backend(frame)
             if frame.type == READY and self._injected:
                 start = self._place_injected(chunk, start, end - len(frame.raw), end, pieces)
@@ -564,6 +599,10 @@ class PostgresSession:
             raw = masking.backend(frame)
             if raw is not frame.raw:
                 frame = Frame(frame.type, raw)
+            if frame.type in _MESSAGES:
+                disowned = disown(frame)
+                if disowned is not None:
+                    raw, frame = disowned, Frame(frame.type, disowned)
             if frame.type in TRACKED_BACKEND:
                 tracker.backend(frame)
             if frame.type == READY and self._injected:

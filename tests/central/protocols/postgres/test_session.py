@@ -203,6 +203,26 @@ async def read_until_ready(reader: asyncio.StreamReader) -> list[object]:
                 return seen
 
 
+async def test_the_target_cannot_speak_as_watchgate(gw: Gateway) -> None:
+    """A database function can RAISE any text; what claims to be Watchgate's (clients trust
+    those: the desktop app reads masked columns and held statements from them) is marked as
+    the database's. Other notices and errors pass unchanged."""
+    notices: list[str] = []
+    conn = await asyncpg.connect(gw.dsn)
+    conn.add_log_listener(lambda _c, m: notices.append(m.message))
+    try:
+        await conn.execute(
+            "DO $$ BEGIN RAISE NOTICE 'Watchgate: masked columns'; RAISE NOTICE 'plain'; END $$"
+        )
+        with pytest.raises(asyncpg.PostgresError) as raised:
+            await conn.execute("DO $$ BEGIN RAISE EXCEPTION 'watchgate: held for review'; END $$")
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await conn.close()
+    assert notices == ["(from the database) Watchgate: masked columns", "plain"]
+    assert str(raised.value) == "(from the database) watchgate: held for review"
+
+
 async def test_function_call_is_refused_and_the_session_stays_usable(gw: Gateway) -> None:
     reader, writer = await raw_session(gw)
     try:

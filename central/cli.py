@@ -13,10 +13,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from central.config import ConfigError, load_config
+from central.config import Config, ConfigError, load_config
 from central.durations import parse_duration
 from central.logs import AuditLog, configure_logging, verify_audit_file
-from central.store import StoreError
+from central.recording.recorder import verify_chain
+from central.store import Store, StoreError
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -69,7 +70,26 @@ def _verify_audit(args: argparse.Namespace) -> int:
         print(f"audit log {path}: BROKEN at {problem}", file=sys.stderr)
         return 1
     print(f"audit log {path}: chain intact, {count} events")
+    sessions, rows, broken = asyncio.run(_verify_sessions(config))
+    if broken:
+        print(f"recordings: BROKEN: {broken}", file=sys.stderr)
+        return 1
+    print(f"recordings: chains intact, {sessions} sessions, {rows} rows")
     return 0
+
+
+async def _verify_sessions(config: Config) -> tuple[int, int, str | None]:
+    """Every recorded session's chain (statements and terminal chunks); the first break."""
+    async with await Store.open(config.store_url) as store:
+        sessions = await store.list_sessions(user=None, limit=1 << 31)
+        rows = 0
+        for session in sessions:
+            chain = await store.session_chain(session.id)
+            problem = verify_chain(session.id, chain)
+            if problem:
+                return len(sessions), rows, f"session {session.id}: {problem}"
+            rows += len(chain)
+    return len(sessions), rows, None
 
 
 class _Refused(Exception):
@@ -100,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--user", required=True)
     t.add_argument("--ttl", default="10m")
     t.set_defaults(func=_token)
-    v = sub.add_parser("verify-audit", help="check the hash chain of the audit log")
+    v = sub.add_parser(
+        "verify-audit", help="check the hash chains of the audit log and the recordings"
+    )
     v.add_argument("--config", required=True, type=Path)
     v.set_defaults(func=_verify_audit)
     return p

@@ -23,6 +23,7 @@ import hashlib
 import json
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -73,6 +74,27 @@ def clip(text: str, limit: int) -> str:
 def _chain(prev: str, fields: dict[str, Any]) -> str:
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{prev}\n{canonical}".encode()).hexdigest()
+
+
+def verify_chain(session_id: str, rows: Sequence[StatementRecord | TerminalChunk]) -> str | None:
+    """The first break in one session's chain (its rows in seq order, `Store.session_chain`),
+    as a sentence naming the row; None when the chain holds.
+
+    Caught: a row altered (its hash no longer matches its content), removed (a gap in seq, or
+    a row that does not follow the one before it), or moved (the same). Not caught by the
+    chain alone: the removal of a session's last rows, which nothing after them vouches for.
+    """
+    prev, expected = session_id, 1
+    for row in rows:
+        kind = "terminal chunk" if isinstance(row, TerminalChunk) else "statement"
+        if row.seq != expected:
+            return f"row {expected} is missing before {kind} {row.seq}: removed or moved"
+        if row.prev_hash != prev:
+            return f"{kind} {row.seq} does not follow the row before it: removed or moved"
+        if _chain(row.prev_hash, chain_fields(row)) != row.hash:
+            return f"{kind} {row.seq} was altered: its hash does not match its content"
+        prev, expected = row.hash, expected + 1
+    return None
 
 
 def chain_fields(row: StatementRecord | TerminalChunk) -> dict[str, Any]:

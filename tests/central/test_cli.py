@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from joserfc import jwt
 
+from central.config import load_config
 from central.idp.keys import SigningKeys
+from central.recording import Recorder, StatementRecordDraft
+from central.store import Store
 
 CONFIG = """
 [server]
@@ -75,3 +79,85 @@ def test_verify_audit_passes_then_names_the_tampered_event(config: Path) -> None
     bad = run("verify-audit", "--config", str(config))
     assert bad.returncode == 1
     assert "BROKEN at line 2 (token.minted): content altered" in bad.stderr
+
+
+async def _record_session(config: Path) -> str:
+    """One session with three statements and a terminal recording, through the recorder."""
+    cfg = load_config(config)
+    store = await Store.open(cfg.store_url)
+    recorder = Recorder(store)
+    log = await recorder.open_session("alice", "lab", "ssh", "127.0.0.1:5")
+    for n in range(3):
+        log.statement(
+            StatementRecordDraft(datetime.now(UTC), 10, "exec", f"echo {n}", None, "ok", None, None)
+        )
+        if n == 0:
+            term = log.terminal(1, {"version": 3, "term": {"cols": 80, "rows": 24}}, limit=None)
+            term.output(b"hello\\r\\n")
+            await recorder.flush()
+            term.exit(0)
+    log.close("ended")
+    await recorder.flush()
+    await store.close()
+    return log.session_id
+
+
+async def _last_seq(config: Path) -> int:
+    store = await Store.open(load_config(config).store_url)
+    async with store.engine.begin() as conn:
+        result = await conn.exec_driver_sql("SELECT max(seq) FROM statements")
+        last = int(result.scalar_one())
+    await store.close()
+    return last
+
+
+async def _tamper(config: Path, sql: str) -> None:
+    store = await Store.open(load_config(config).store_url)
+    async with store.engine.begin() as conn:
+        await conn.exec_driver_sql(sql)
+    await store.close()
+
+
+async def test_verify_audit_names_an_altered_removed_or_moved_recording_row(
+    config: Path,
+) -> None:
+    assert run("token", "--config", str(config), "--user", "alice").returncode == 0
+    session = await _record_session(config)
+    ok = run("verify-audit", "--config", str(config))
+    assert ok.returncode == 0, ok.stderr
+    assert "recordings: chains intact, 1 sessions, " in ok.stdout
+
+    await _tamper(config, "UPDATE statements SET sql = 'rm -rf /' WHERE seq = 1")
+    bad = run("verify-audit", "--config", str(config))
+    assert bad.returncode == 1
+    assert f"session {session}: statement 1 was altered" in bad.stderr
+    await _tamper(config, "UPDATE statements SET sql = 'echo 0' WHERE seq = 1")
+    assert run("verify-audit", "--config", str(config)).returncode == 0
+
+    await _tamper(config, "UPDATE terminal_chunks SET data = replace(data, 'hello', 'HELLO')")
+    bad = run("verify-audit", "--config", str(config))
+    assert bad.returncode == 1 and "terminal chunk 3 was altered" in bad.stderr  # 2: the header
+    await _tamper(config, "UPDATE terminal_chunks SET data = replace(data, 'HELLO', 'hello')")
+
+    swap = (
+        "UPDATE statements SET seq = -1 WHERE sql = 'echo 1'",
+        "UPDATE statements SET seq = seq - 1 WHERE sql = 'echo 2'",
+    )
+    last = await _last_seq(config)
+    for sql in (*swap, f"UPDATE statements SET seq = {last} WHERE seq = -1"):  # noqa: S608
+        await _tamper(config, sql)  # 'echo 2' now comes before 'echo 1'
+    bad = run("verify-audit", "--config", str(config))
+    assert bad.returncode == 1 and "removed or moved" in bad.stderr
+
+    back = (
+        "UPDATE statements SET seq = -1 WHERE sql = 'echo 2'",
+        "UPDATE statements SET seq = seq - 1 WHERE sql = 'echo 1'",
+        f"UPDATE statements SET seq = {last} WHERE seq = -1",  # noqa: S608
+    )
+    for sql in back:
+        await _tamper(config, sql)
+    assert run("verify-audit", "--config", str(config)).returncode == 0
+
+    await _tamper(config, "DELETE FROM statements WHERE sql = 'echo 1'")
+    bad = run("verify-audit", "--config", str(config))
+    assert bad.returncode == 1 and "is missing before statement" in bad.stderr

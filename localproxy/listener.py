@@ -14,6 +14,7 @@ machine off the tunnel:
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
@@ -113,7 +114,7 @@ class NoSignIn(Exception):
     """The sign-in cannot give an access token now; `str()` says why."""
 
 
-class Listener:
+class Listener(abc.ABC):
     """What every local listener shares: the loopback socket, one task per client connection
     (`_serve`), the tunnel session and its relay, live session ids and the refusal count."""
 
@@ -149,10 +150,11 @@ class Listener:
                 await writer.drain()
             writer.close()
 
+    @abc.abstractmethod
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: str
     ) -> None:
-        raise NotImplementedError
+        """One client connection, from its first byte: the protocol's own start-up."""
 
     async def _session(
         self,

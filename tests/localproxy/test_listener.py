@@ -39,7 +39,7 @@ from localproxy.contract import AccessState, CancelKey, ResourceView, TunnelAnsw
 from localproxy.listener import PostgresListener, SshListener, _deny_message
 from localproxy.tunnel import Tunnel, TunnelError
 from tests.support.central import USERS
-from tests.support.clients import Result, client_env, run
+from tests.support.clients import openssh
 from tests.support.gateway import Gateway, gateway, resource_for
 from tests.support.pgtemp import temporary_database
 
@@ -554,27 +554,6 @@ async def ssh_listening(
     finally:
         await listener.close()
         await tunnel.close()
-
-
-async def openssh(port: int, home: Path) -> Result:
-    """The real OpenSSH client, without the machine's config or known hosts."""
-    return await run(
-        "ssh",
-        "-F",
-        "/dev/null",
-        "-p",
-        str(port),
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "alice@127.0.0.1",
-        "true",
-        env=client_env(home),
-        timeout=30,
-    )
 
 
 def disconnect_line(port: int, code: int, text: str) -> str:

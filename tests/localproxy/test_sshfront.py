@@ -34,7 +34,7 @@ from localproxy.sshfront import (
     new_client_key,
     reason_for,
 )
-from tests.support.clients import Result, client_env, run
+from tests.support.clients import Result, client_env, openssh, run
 from tests.support.sshd import keygen
 
 # -- the disconnect packet ----------------------------------------------------------------------
@@ -134,27 +134,6 @@ async def refusing(reason: int, text: str) -> AsyncIterator[tuple[int, list[floa
     finally:
         server.close()
         await server.wait_closed()
-
-
-async def openssh(port: int, home: Path) -> Result:
-    """The real OpenSSH client, without the machine's config or known hosts."""
-    return await run(
-        "ssh",
-        "-F",
-        "/dev/null",
-        "-p",
-        str(port),
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "x@127.0.0.1",
-        "true",
-        env=client_env(home),
-        timeout=30,
-    )
 
 
 def printed_disconnect(result: Result) -> tuple[int, str]:

@@ -111,3 +111,25 @@ class Psql:
     async def __call__(self, *args: str, stdin: str | None = None) -> Result:
         # -X: no psqlrc; the DSN carries the local secret as the password.
         return await run(self.binary, "-X", "-d", self.gw.dsn, *args, env=self.env, stdin=stdin)
+
+
+async def openssh(port: int, home: Path) -> Result:
+    """The real OpenSSH client to 127.0.0.1:`port` as alice, without the machine's config or
+    known hosts (the tests that use it look at what happens before any host key matters)."""
+    return await run(
+        "ssh",
+        "-F",
+        "/dev/null",
+        "-p",
+        str(port),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "alice@127.0.0.1",
+        "true",
+        env=client_env(home),
+        timeout=30,
+    )

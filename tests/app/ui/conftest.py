@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import keyring.backend
 import pytest
 import qasync
 import shiboken6
@@ -30,6 +29,7 @@ from app.services.proxies import ProxyController
 from app.ui.main_window import MainWindow
 from app.ui.run import build_main_window, ensure_application
 from localproxy.tokens import TokenSet, TokenStore
+from tests.app.services.conftest import MemoryKeyring
 from tests.support.central import USERS, Running, running_central
 from tests.support.pgtemp import temporary_database
 
@@ -60,25 +60,6 @@ def isolated_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     QCoreApplication.setApplicationName("watchgate-desktop-tests")
     assert app is not None
     return home
-
-
-class MemoryKeyring(keyring.backend.KeyringBackend):
-    """A secure-looking keyring that lives in memory (the tests' stand-in for the OS one)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.entries.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.entries[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.entries.pop((service, username), None)
 
 
 class CentralThread:

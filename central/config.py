@@ -223,6 +223,7 @@ class RoleConfig(_Section):
     reviewers: list[str] = []
     approvals: int = Field(default=1, ge=1, le=10)
     auditor: bool = False
+    admin: bool = False  # may review sessions (the replay viewer), like an auditor
     max_duration: int = Field(default=8 * 3600, ge=60)  # seconds: the longest access grant
 
 

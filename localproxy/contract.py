@@ -44,6 +44,8 @@ class Me(_Model):
     roles: list[str]
     auditor: bool
     issuer: str
+    # A role marked admin: may review sessions like an auditor (the replay viewer).
+    admin: bool = False
     token_expires_at: datetime
 
 
@@ -114,6 +116,79 @@ CAST_MEDIA_TYPE = "application/x-asciicast"
 class SessionDetail(SessionSummary):
     statements: list[StatementView]
     casts: list[CastSummary] = Field(default_factory=list)
+
+
+# -- session review (roles marked admin or auditor; everyone else gets 403) ------------------
+#
+# /api/review/sessions          ReviewPage: filtered sessions, newest first, paged by `before`
+# /api/review/sessions/{id}     ReviewSession: the session, its casts and its seal
+# /api/review/sessions/{id}/content?after=SEQ&limit=N   ContentPage: statements and terminal
+#                               chunks in seq order (the session's hash chain), paged
+# /api/review/search?q=TEXT     list[SearchHit]: statements and terminal output
+# /api/review/sessions/{id}/export?format=jsonl|asciicast[&channel=N]   streamed file
+# /api/review/bundle?since=&until=   streamed evidence bundle (JSON lines), verifiable with
+#                               `watchgate-central verify-audit --bundle FILE`
+
+
+class ReviewSessionSummary(SessionSummary):
+    """A session in the reviewers' list: counts of what it did and whether it is sealed
+    (ended, its last row and hash written on the session and linked into the cross-session
+    chain)."""
+
+    statements: int = 0
+    blocked: int = 0
+    held: int = 0
+    sealed: bool = False
+
+
+class ReviewPage(_Model):
+    sessions: list[ReviewSessionSummary]
+    # Pass as `before` for the next (older) page; None on the last page.
+    next: str | None = None
+
+
+class ReviewSession(ReviewSessionSummary):
+    casts: list[CastSummary] = Field(default_factory=list)
+    last_seq: int | None = None
+    last_hash: str | None = None
+    chain_seq: int | None = None
+    chain_hash: str | None = None
+
+
+class ContentItem(_Model):
+    """One row of a session's chain: a statement, or a chunk of a terminal channel's cast
+    (NDJSON lines of asciicast v3; a channel's chunks in order make its cast)."""
+
+    seq: int
+    type: Literal["statement", "terminal"]
+    statement: StatementView | None = None
+    channel: int | None = None
+    data: str | None = None
+
+
+class ContentPage(_Model):
+    items: list[ContentItem]
+    # Pass as `after` for the next page; None when the session has no more rows (yet).
+    next_after: int | None = None
+
+
+class SearchHit(_Model):
+    """Where a text was found: in a statement (`seq`) or in a terminal channel's output
+    (`channel`, `at` seconds from the start of its cast). `snippet` is the matching line."""
+
+    session_id: str
+    user: str
+    resource: str
+    kind: str
+    started_at: datetime
+    where: Literal["statement", "terminal"]
+    seq: int
+    channel: int | None = None
+    at: float | None = None
+    snippet: str
+
+
+JSONL_MEDIA_TYPE = "application/x-ndjson"
 
 
 class ApiError(_Model):

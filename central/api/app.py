@@ -121,6 +121,7 @@ def create_app(central: Central) -> FastAPI:
             groups=list(who.groups),
             roles=[r.name for r in roles_for(cfg, who.groups)],
             auditor=is_auditor(cfg, who.groups),
+            admin=any(r.admin for r in roles_for(cfg, who.groups)),
             issuer=who.issuer,
             token_expires_at=who.expires_at,
         )

@@ -36,6 +36,12 @@ def is_auditor(config: Config, groups: Iterable[str]) -> bool:
     return any(role.auditor for role in roles_for(config, groups))
 
 
+def may_review(config: Config, groups: Iterable[str]) -> bool:
+    """Session review (search, replay, export, evidence bundles): roles marked admin or
+    auditor."""
+    return any(role.auditor or role.admin for role in roles_for(config, groups))
+
+
 def _grants(role: RoleConfig, resource: str) -> bool:
     return any(fnmatch.fnmatchcase(resource, pattern) for pattern in role.resources)
 

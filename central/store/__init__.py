@@ -15,6 +15,7 @@ from central.store.models import (
     SessionRecord,
     StatementRecord,
     TerminalChunk,
+    TerminalText,
     new_id,
     sha256_hex,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "StoreError",
     "TerminalChannel",
     "TerminalChunk",
+    "TerminalText",
     "models",
     "new_id",
     "sha256_hex",

@@ -44,6 +44,7 @@ __all__ = [
     "SessionRecord",
     "StatementRecord",
     "TerminalChunk",
+    "TerminalText",
     "UTCDateTime",
     "new_id",
     "sha256_hex",
@@ -309,6 +310,7 @@ class SessionRecord(Base):
     __table_args__ = (
         Index("ix_sessions_user_started_at", "user", "started_at"),
         Index("ix_sessions_started_at", "started_at"),
+        Index("ix_sessions_resource_started_at", "resource", "started_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -320,6 +322,15 @@ class SessionRecord(Base):
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(Text)
+    # The seal, written when the session ends: its chain's last row (0 and the session id
+    # when it recorded none), so that removing the tail of a session is detected; and its
+    # link in the chain across sessions: `chain_seq` counts sealed sessions, `chain_hash`
+    # covers this row's fields and `chain_prev` (the previous sealed session's chain_hash).
+    last_seq: Mapped[int | None] = mapped_column(Integer)
+    last_hash: Mapped[str | None] = mapped_column(String(64))
+    chain_seq: Mapped[int | None] = mapped_column(Integer, unique=True)
+    chain_prev: Mapped[str | None] = mapped_column(String(64))
+    chain_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class StatementRecord(Base):
@@ -330,6 +341,7 @@ class StatementRecord(Base):
     """
 
     __tablename__ = "statements"
+    __table_args__ = (Index("ix_statements_decision", "decision"),)
 
     session_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
@@ -351,6 +363,23 @@ class StatementRecord(Base):
     result: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class TerminalText(Base):
+    """The plain text of one terminal chunk's output, for search: escape sequences removed,
+    one line per output line, ``times`` the JSON list of each line's start in seconds from
+    the start of the channel's cast. Derived from the chunk with the same (session, seq);
+    not part of the hash chain (it can be rebuilt from the chunks)."""
+
+    __tablename__ = "terminal_text"
+
+    session_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    times: Mapped[str] = mapped_column(Text)
 
 
 class TerminalChunk(Base):

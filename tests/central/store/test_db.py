@@ -109,7 +109,7 @@ async def test_migrations_reach_head_and_reopening_is_idempotent(store_url: str)
         try:
             async with store.session() as session:
                 versions = await session.execute(text("SELECT version_num FROM alembic_version"))
-                assert versions.scalars().all() == ["0005"]
+                assert versions.scalars().all() == ["0006"]
                 kept = await session.get(AccessRequest, request.id)
             assert kept is not None and kept.reason == "incident"
         finally:
@@ -134,6 +134,16 @@ async def test_schema_matches_the_models(store: Store) -> None:
             "chunk_indexes": [
                 (ix["name"], ix["column_names"]) for ix in inspector.get_indexes("terminal_chunks")
             ],
+            # PostgreSQL lists the index behind a unique constraint among the indexes too.
+            "session_indexes": sorted(
+                (ix["name"], ix["column_names"])
+                for ix in inspector.get_indexes("sessions")
+                if not str(ix["name"]).startswith("uq_")
+            ),
+            "session_uniques": [
+                (uq["name"], uq["column_names"])
+                for uq in inspector.get_unique_constraints("sessions")
+            ],
         }
 
     async with store.engine.connect() as conn:
@@ -150,6 +160,7 @@ async def test_schema_matches_the_models(store: Store) -> None:
             "sessions",
             "statements",
             "terminal_chunks",
+            "terminal_text",
         ],
         "request_indexes": [
             ("ix_access_requests_requester_resource", ["requester", "resource"]),
@@ -159,6 +170,12 @@ async def test_schema_matches_the_models(store: Store) -> None:
         "chunk_indexes": [
             ("ix_terminal_chunks_session_id_channel", ["session_id", "channel"]),
         ],
+        "session_indexes": [
+            ("ix_sessions_resource_started_at", ["resource", "started_at"]),
+            ("ix_sessions_started_at", ["started_at"]),
+            ("ix_sessions_user_started_at", ["user", "started_at"]),
+        ],
+        "session_uniques": [("uq_sessions_chain_seq", ["chain_seq"])],
     }
 
 

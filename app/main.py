@@ -238,6 +238,21 @@ def _check_keyring() -> None:
     )
 
 
+def _check_replay() -> None:
+    """The replay viewer's emulator (pyte and our screen) renders a small cast: a bundle that
+    lost pyte or its data files would fail only when an admin opens a recording."""
+    from app.services.replay import TerminalReplay
+
+    cast = [
+        '{"version": 3, "term": {"cols": 20, "rows": 2}}',
+        '[0.5, "o", "\\u001b[1;31mself-test\\u001b[0m \\u4e2d"]',
+    ]
+    frame = TerminalReplay.open(cast).frame_at(1.0)
+    if not frame.lines[0].startswith("self-test \u4e2d"):
+        raise SelfTestFailed(f"the replay emulator drew {frame.lines[0]!r}")
+    _say("replay emulator renders a cast")
+
+
 def _in_qt_loop(coro: Coroutine[Any, Any, int]) -> int:
     try:
         import qasync
@@ -279,6 +294,7 @@ async def _self_test(central: str, token: str | None, resource: str | None) -> i
     try:
         await _step("main window painted", _show(window))
         _say(f"main window shown {_since_start()}")
+        _check_replay()
         if token is None:
             _say("no --central: the sign-in and local-proxy steps are left out")
         else:

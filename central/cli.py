@@ -1,4 +1,4 @@
-"""`watchgate-central`: serve, demo, token, verify-audit.
+"""`watchgate-central`: serve, demo, token, verify-audit, export-bundle.
 
 Operator mistakes (a bad config, a wrong user name) end with one line on stderr and exit 2,
 never a traceback: the message is the interface.
@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from central.config import Config, ConfigError, load_config
-from central.durations import parse_duration
+from central.durations import parse_duration, parse_time
 from central.logs import AuditLog, configure_logging, verify_audit_file
-from central.recording.recorder import verify_chain
+from central.recording.evidence import (
+    EvidenceError,
+    StoreReport,
+    audit_ends,
+    bundle_lines,
+    verify_bundle,
+    verify_store,
+)
+from central.recording.integrity import AuditEnd
 from central.store import Store, StoreError
 
 
@@ -61,35 +72,121 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _verify_audit(args: argparse.Namespace) -> int:
+    if args.bundle is not None:
+        return _verify_bundle(args.bundle)
     config = load_config(args.config)
     path = config.data_dir / "audit.jsonl"
     if not path.exists():
         raise _Refused(f"no audit log at {path}")
     count, problem = verify_audit_file(path)
+    if not problem:
+        ends, problem = audit_ends(path)
     if problem:
         print(f"audit log {path}: BROKEN at {problem}", file=sys.stderr)
         return 1
     print(f"audit log {path}: chain intact, {count} events")
-    sessions, rows, broken = asyncio.run(_verify_sessions(config))
-    if broken:
-        print(f"recordings: BROKEN: {broken}", file=sys.stderr)
+    report = asyncio.run(_verify_store(config, ends))
+    if report.problem:
+        print(f"recordings: BROKEN: {report.problem}", file=sys.stderr)
         return 1
-    print(f"recordings: chains intact, {sessions} sessions, {rows} rows")
+    print(f"recordings: chains intact, {report.sessions} sessions, {report.rows} rows")
+    unsealed = report.sessions - report.sealed
+    print(
+        f"seals: {report.sealed} sessions sealed in one unbroken chain ({unsealed} not sealed: "
+        f"live, left open, or older than seals); {report.ends} session ends in the audit log "
+        "match their seals"
+    )
     return 0
 
 
-async def _verify_sessions(config: Config) -> tuple[int, int, str | None]:
-    """Every recorded session's chain (statements and terminal chunks); the first break."""
+async def _verify_store(config: Config, ends: list[AuditEnd]) -> StoreReport:
     async with await Store.open(config.store_url) as store:
-        sessions = await store.list_sessions(user=None, limit=1 << 31)
-        rows = 0
-        for session in sessions:
-            chain = await store.session_chain(session.id)
-            problem = verify_chain(session.id, chain)
-            if problem:
-                return len(sessions), rows, f"session {session.id}: {problem}"
-            rows += len(chain)
-    return len(sessions), rows, None
+        return await verify_store(store, ends)
+
+
+def _verify_bundle(path: Path) -> int:
+    """Verify an evidence bundle (or one session's export) on its own: no config, no store."""
+    try:
+        with path.open("rb") as f:
+            verifier, problem = verify_bundle(f)
+    except OSError as e:
+        raise _Refused(f"cannot read {path}: {e.strerror or e}") from None
+    if problem:
+        print(f"bundle {path}: BROKEN: {problem}", file=sys.stderr)
+        return 1
+    counts = verifier.counts
+    audit = (
+        f"{counts['audit']} audit events (lines {verifier.audit_first}-{verifier.audit_last})"
+        if verifier.audit_first is not None
+        else "no audit events"
+    )
+    print(
+        f"bundle {path}: intact ({verifier.scope}): {audit}, {verifier.sessions} sessions, "
+        f"{verifier.rows} rows, {counts['access_request']} access requests, "
+        f"{counts['command_review']} command reviews, {counts['approval']} approvals; "
+        f"sha256 {verifier.digest}"
+    )
+    return 0
+
+
+def _export_bundle(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    now = datetime.now(UTC)
+    since = _time("--since", args.since, now)
+    until = _time("--until", args.until, now)
+    if since >= until:
+        raise _Refused(
+            f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})"
+        )
+    try:
+        end = asyncio.run(_write_bundle(config, since, until, args.output))
+    except EvidenceError as e:
+        raise _Refused(str(e)) from None
+    counts = end["counts"]
+    print(
+        f"bundle {args.output}: {since.isoformat()} to {until.isoformat()}: "
+        f"{counts.get('audit', 0)} audit events, {counts.get('session', 0)} sessions, "
+        f"{counts.get('statement', 0) + counts.get('terminal', 0)} rows; "
+        f"sha256 {end['sha256']} (keep it apart from the bundle)"
+    )
+    return 0
+
+
+async def _write_bundle(
+    config: Config, since: datetime, until: datetime, output: Path
+) -> dict[str, Any]:
+    """Stream the bundle to a file beside `output`, renamed over it once complete: a failed
+    export leaves no bundle behind. The final line (counts and digest)."""
+    partial = output.with_name(f".{output.name}.partial")
+    last = ""
+    try:
+        async with await Store.open(config.store_url) as store:
+            with partial.open("w", encoding="ascii") as f:
+                pending: list[str] = []
+                size = 0
+                async for line in bundle_lines(
+                    store, config.data_dir / "audit.jsonl", since, until
+                ):
+                    pending.append(line)
+                    size += len(line)
+                    last = line
+                    if size >= 1 << 20:  # write a MiB at a time, off the event loop
+                        await asyncio.to_thread(f.writelines, pending)
+                        pending, size = [], 0
+                await asyncio.to_thread(f.writelines, pending)
+                await asyncio.to_thread(os.fsync, f.fileno())
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    end: dict[str, Any] = json.loads(last)
+    return end
+
+
+def _time(option: str, text: str, now: datetime) -> datetime:
+    try:
+        return parse_time(text, now)
+    except ValueError as e:
+        raise _Refused(f"{option}: {e}") from None
 
 
 class _Refused(Exception):
@@ -121,10 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", default="10m")
     t.set_defaults(func=_token)
     v = sub.add_parser(
-        "verify-audit", help="check the hash chains of the audit log and the recordings"
+        "verify-audit",
+        help="check the hash chains of the audit log and the recordings, or an evidence bundle",
     )
-    v.add_argument("--config", required=True, type=Path)
+    what = v.add_mutually_exclusive_group(required=True)
+    what.add_argument("--config", type=Path, help="the audit log and store of this config")
+    what.add_argument("--bundle", type=Path, help="an evidence bundle or session export, alone")
     v.set_defaults(func=_verify_audit)
+    e = sub.add_parser(
+        "export-bundle", help="write the verifiable evidence of a time range as JSON lines"
+    )
+    e.add_argument("--config", required=True, type=Path)
+    e.add_argument("--since", required=True, help="ISO-8601 time, or a duration back (24h)")
+    e.add_argument("--until", default="now", help="ISO-8601 time, or a duration back (now)")
+    e.add_argument("--output", required=True, type=Path)
+    e.set_defaults(func=_export_bundle)
     return p
 
 

@@ -273,8 +273,18 @@ class TunnelServer:
             raise
         finally:
             central.sessions.remove(live)
-            recording.close(on.reason)
-            await central.audit.record("session.ended", session=live.id, reason=on.reason)
+            end = recording.close(on.reason)
+            # The seal is written before the audit line that names it, so that no verifier
+            # (or crash) ever sees an ended session that the store has not sealed yet.
+            await central.recorder.flush()
+            # The last row ties this line to the session's seal in the store.
+            await central.audit.record(
+                "session.ended",
+                session=live.id,
+                reason=on.reason,
+                last_seq=end.last_seq,
+                last_hash=end.last_hash,
+            )
 
     async def _identity(self, hello: TunnelHello) -> Identity:
         try:

@@ -16,10 +16,14 @@ from localproxy.contract import (
     ApprovalItem,
     CastSummary,
     CommandReviewView,
+    ContentPage,
     Event,
     LoginInfo,
     Me,
     ResourceView,
+    ReviewPage,
+    ReviewSession,
+    SearchHit,
     SessionDetail,
     SessionSummary,
     TunnelInfo,
@@ -28,6 +32,9 @@ from localproxy.contract import (
 _RESOURCES = TypeAdapter(list[ResourceView])
 _SESSIONS = TypeAdapter(list[SessionSummary])
 _CASTS = TypeAdapter(list[CastSummary])
+_HITS = TypeAdapter(list[SearchHit])
+# A long export may pause while central reads the next rows: wait longer than for an answer.
+_STREAM_TIMEOUT = httpx.Timeout(15.0, read=120.0)
 _ITEM: TypeAdapter[AccessRequestView | CommandReviewView] = TypeAdapter(ApprovalItem)
 _ITEMS: TypeAdapter[list[AccessRequestView | CommandReviewView]] = TypeAdapter(list[ApprovalItem])
 
@@ -56,12 +63,15 @@ class CentralClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _get(self, path: str) -> Any:
-        return await self._call("GET", path)
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return await self._call("GET", path, params=params)
 
-    async def _call(self, method: str, path: str, json: Any = None) -> Any:
+    async def _call(
+        self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            resp = await self._http.request(method, f"{API_PREFIX}{path}", json=json)
+            resp = await self._http.request(method, f"{API_PREFIX}{path}", json=json, params=query)
         except httpx.HTTPError as e:
             raise CentralError(f"cannot reach central at {self.base_url}: {e}") from e
         if resp.status_code >= 400:
@@ -94,19 +104,108 @@ class CentralClient:
         """The session's recorded terminal channels."""
         return _CASTS.validate_python(await self._get(f"/sessions/{quote(session_id)}/casts"))
 
-    @contextlib.asynccontextmanager
-    async def cast(self, session_id: str, channel: int) -> AsyncIterator[AsyncIterator[bytes]]:
+    def cast(
+        self, session_id: str, channel: int
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """One terminal channel's asciicast v3 recording, as its bytes arrive (a long shell
         recording is tens of MB: it is never held whole)."""
-        path = f"{API_PREFIX}/sessions/{quote(session_id)}/casts/{int(channel)}"
+        path = f"/sessions/{quote(session_id)}/casts/{int(channel)}"
+        return self._download(path, {}, "the recording")
+
+    @contextlib.asynccontextmanager
+    async def _download(
+        self, path: str, params: dict[str, Any], what: str
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A streamed answer, as its bytes arrive; a refusal raises before any byte."""
+        query = {k: v for k, v in params.items() if v is not None}
         try:
-            async with self._http.stream("GET", path) as resp:
+            async with self._http.stream(
+                "GET", f"{API_PREFIX}{path}", params=query, timeout=_STREAM_TIMEOUT
+            ) as resp:
                 if resp.status_code >= 400:
                     await resp.aread()
                     raise _refusal(resp)
                 yield resp.aiter_bytes()
         except httpx.HTTPError as e:
-            raise CentralError(f"the recording from {self.base_url} broke: {e}") from e
+            raise CentralError(f"{what} from {self.base_url} broke: {e}") from e
+
+    # -- session review (roles marked admin or auditor) ---------------------------------------
+
+    async def review_sessions(
+        self,
+        *,
+        user: str | None = None,
+        resource: str | None = None,
+        kind: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        flagged: bool | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> ReviewPage:
+        """One page of recorded sessions, newest first; `since` and `until` are ISO 8601
+        times or durations back from now ("24h"); pass the page's `next` as `before`."""
+        params = {
+            "user": user,
+            "resource": resource,
+            "kind": kind,
+            "since": since,
+            "until": until,
+            "flagged": None if flagged is None else str(flagged).lower(),
+            "limit": limit,
+            "before": before,
+        }
+        return ReviewPage.model_validate(await self._get("/review/sessions", params))
+
+    async def review_session(self, session_id: str) -> ReviewSession:
+        return ReviewSession.model_validate(
+            await self._get(f"/review/sessions/{quote(session_id, safe='')}")
+        )
+
+    async def review_content(
+        self, session_id: str, *, after: int = 0, limit: int | None = None
+    ) -> ContentPage:
+        """The session's statements and terminal chunks after seq `after`; continue with the
+        page's `next_after`."""
+        path = f"/review/sessions/{quote(session_id, safe='')}/content"
+        return ContentPage.model_validate(await self._get(path, {"after": after, "limit": limit}))
+
+    async def search(
+        self,
+        q: str,
+        *,
+        user: str | None = None,
+        resource: str | None = None,
+        kind: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+    ) -> list[SearchHit]:
+        """Statements and terminal output lines containing `q`, newest sessions first."""
+        params = {
+            "q": q,
+            "user": user,
+            "resource": resource,
+            "kind": kind,
+            "since": since,
+            "until": until,
+            "limit": limit,
+        }
+        return _HITS.validate_python(await self._get("/review/search", params))
+
+    def export(
+        self, session_id: str, fmt: str, channel: int | None = None
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """One session as evidence JSON lines (`fmt` "jsonl") or one terminal channel as
+        asciicast v3 ("asciicast", with `channel`), as the bytes arrive."""
+        path = f"/review/sessions/{quote(session_id, safe='')}/export"
+        return self._download(path, {"format": fmt, "channel": channel}, "the export")
+
+    def bundle(
+        self, since: str, until: str
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """The evidence bundle of a time range (JSON lines), as its bytes arrive."""
+        return self._download("/review/bundle", {"since": since, "until": until}, "the bundle")
 
     # -- access requests and approvals --------------------------------------------------------
 

@@ -17,10 +17,15 @@ from typing import Any
 
 from localproxy.api import CentralClient, CentralError
 from localproxy.connect import ConnectError, run_connect
-from localproxy.contract import AccessRequestView, CommandReviewView
+from localproxy.contract import (
+    AccessRequestView,
+    CastSummary,
+    CommandReviewView,
+    ReviewSessionSummary,
+)
 from localproxy.login import LoginError, refresh, sign_in
 from localproxy.profile import resolve_central, save_central
-from localproxy.replay import render_session
+from localproxy.replay import _shown, render_session
 from localproxy.tokens import TokenSet, TokenStore, expires_soon
 
 
@@ -143,6 +148,9 @@ async def _connect(args: argparse.Namespace, store: TokenStore) -> int:
 
 
 async def _sessions(args: argparse.Namespace, store: TokenStore) -> int:
+    filters = _filters(args)
+    if args.flagged or any(v is not None for v in filters.values()):
+        return await _review_sessions(args, store, filters)
     async with _signed_in(args, store) as api:
         items = await api.sessions()
     if args.json:
@@ -172,37 +180,164 @@ async def _replay(args: argparse.Namespace, store: TokenStore) -> int:
 async def _replay_cast(args: argparse.Namespace, store: TokenStore) -> int:
     """A terminal channel's asciicast v3 recording, to stdout or --output, as it arrives."""
     async with _signed_in(args, store) as api:
-        casts = await api.casts(args.session_id)
-        if not casts:
-            raise CliError(
-                f"session {args.session_id} has no terminal recording "
-                f"(see what it recorded with `watchgate replay {args.session_id}`)"
-            )
-        channels = [c.channel for c in casts]
-        channel = channels[0] if args.channel is None else args.channel
-        if channel not in channels:
-            raise CliError(
-                f"session {args.session_id} has no terminal channel {channel}; "
-                f"it has {', '.join(map(str, channels))}"
-            )
-        if args.channel is None and len(channels) > 1:
-            others = ", ".join(map(str, channels[1:]))
-            _warn(
-                f"session {args.session_id} has {len(channels)} terminal channels: writing "
-                f"channel {channel}; the others ({others}) with --channel N"
-            )
+        channel = _pick_channel(args, await api.casts(args.session_id))
         async with api.cast(args.session_id, channel) as body:
-            if args.output is None:
-                async for chunk in body:
-                    sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
-            else:
-                size = await _write_stream(args.output, body)
-                _warn(
-                    f"wrote channel {channel} of session {args.session_id} to {args.output} "
-                    f"({size} bytes)"
-                )
+            await _emit(body, args.output, f"channel {channel} of session {args.session_id}")
     return 0
+
+
+def _pick_channel(args: argparse.Namespace, casts: list[CastSummary]) -> int:
+    """--channel, or the session's first terminal channel (saying which others there are)."""
+    if not casts:
+        raise CliError(
+            f"session {args.session_id} has no terminal recording "
+            f"(see what it recorded with `watchgate replay {args.session_id}`)"
+        )
+    channels = [c.channel for c in casts]
+    channel = channels[0] if args.channel is None else int(args.channel)
+    if channel not in channels:
+        raise CliError(
+            f"session {args.session_id} has no terminal channel {channel}; "
+            f"it has {', '.join(map(str, channels))}"
+        )
+    if args.channel is None and len(channels) > 1:
+        others = ", ".join(map(str, channels[1:]))
+        _warn(
+            f"session {args.session_id} has {len(channels)} terminal channels: writing "
+            f"channel {channel}; the others ({others}) with --channel N"
+        )
+    return channel
+
+
+async def _emit(body: AsyncIterator[bytes], output: str | None, what: str) -> int:
+    """A download to stdout, or to the file `output` (saying so on stderr); its size."""
+    if output is None:
+        size = 0
+        async for chunk in body:
+            sys.stdout.buffer.write(chunk)
+            size += len(chunk)
+        sys.stdout.buffer.flush()
+        return size
+    size = await _write_stream(output, body)
+    _warn(f"wrote {what} to {output} ({size} bytes)")
+    return size
+
+
+# -- session review (roles marked admin or auditor) -------------------------------------------
+
+
+def _filters(args: argparse.Namespace) -> dict[str, str | None]:
+    return {
+        "user": args.user,
+        "resource": args.resource,
+        "kind": args.kind,
+        "since": args.since,
+        "until": args.until,
+    }
+
+
+async def _review_sessions(
+    args: argparse.Namespace, store: TokenStore, filters: dict[str, str | None]
+) -> int:
+    """Sessions by filter, newest first, up to --limit, from the reviewers' API."""
+    found: list[ReviewSessionSummary] = []
+    before: str | None = None
+    async with _signed_in(args, store) as api:
+        while len(found) < args.limit:
+            page = await api.review_sessions(
+                **filters,
+                flagged=True if args.flagged else None,
+                limit=min(args.limit - len(found), 500),
+                before=before,
+            )
+            found += page.sessions
+            before = page.next
+            if before is None:
+                break
+    if args.json:
+        print(json.dumps([s.model_dump(mode="json") for s in found], indent=2))
+    elif not found:
+        print("no recorded session matches")
+    for s in [] if args.json else found:
+        ended = f"{s.ended_at:%H:%M:%S}" if s.ended_at else "live"
+        counts = f"{s.statements} statements, {s.blocked} blocked, {s.held} held"
+        print(
+            f"{s.id}  {s.started_at:%Y-%m-%d %H:%M:%S} to {ended}  {_shown(s.user):<12} "
+            f"{_shown(s.resource)} ({s.kind})  {counts}" + ("" if s.sealed else ", not sealed")
+        )
+    if before is not None:
+        _warn(f"more sessions match: raise --limit (now {args.limit}) or narrow the filters")
+    return 0
+
+
+async def _search(args: argparse.Namespace, store: TokenStore) -> int:
+    async with _signed_in(args, store) as api:
+        hits = await api.search(args.text, **_filters(args), limit=args.limit)
+    if args.json:
+        print(json.dumps([h.model_dump(mode="json") for h in hits], indent=2))
+        return 0
+    if not hits:
+        print("nothing found")
+    for h in hits:
+        if h.where == "terminal":
+            place = f"terminal {h.channel} at {_offset(h.at)}"
+        else:
+            place = f"statement {h.seq}"
+        print(
+            f"{h.session_id}  {h.started_at:%Y-%m-%d %H:%M:%S}  {_shown(h.user):<12} "
+            f"{_shown(h.resource)}  {place}: {_shown(h.snippet)}"
+        )
+    return 0
+
+
+def _offset(seconds: float | None) -> str:
+    """A time in a recording as M:SS.s (the player's clock)."""
+    if seconds is None:
+        return "?"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+async def _export(args: argparse.Namespace, store: TokenStore) -> int:
+    """One session as evidence JSON lines, or one terminal channel as asciicast v3."""
+    if args.format == "jsonl" and args.channel is not None:
+        raise CliError("--channel goes with --format asciicast")
+    async with _signed_in(args, store) as api:
+        if args.format == "jsonl":
+            what = f"session {args.session_id} as evidence lines"
+            channel = None
+        else:
+            channel = _pick_channel(args, (await api.review_session(args.session_id)).casts)
+            what = f"channel {channel} of session {args.session_id}"
+        async with api.export(args.session_id, args.format, channel) as body:
+            await _emit(body, args.output, what)
+    return 0
+
+
+async def _export_bundle(args: argparse.Namespace, store: TokenStore) -> int:
+    """The evidence of a time range, to a file that the auditor verifies on their own."""
+    async with _signed_in(args, store) as api, api.bundle(args.since, args.until) as body:
+        size = await _write_stream(args.output, body)
+    digest = _bundle_digest(args.output)
+    print(
+        f"wrote the evidence from {args.since} to {args.until} to {args.output} ({size} bytes); "
+        f"check it with `watchgate-central verify-audit --bundle {args.output}`"
+    )
+    if digest:
+        print(f"its sha256 (keep it apart from the file, to detect a rewrite): {digest}")
+    return 0
+
+
+def _bundle_digest(path: str) -> str | None:
+    """The digest on a bundle's last line, or None if the file does not end with one."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(f.seek(0, os.SEEK_END) - 4096, 0))
+            last = f.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        digest = json.loads(last).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return digest if isinstance(digest, str) and len(digest) == 64 else None
 
 
 async def _write_stream(path: str, chunks: AsyncIterator[bytes]) -> int:
@@ -320,9 +455,32 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("resource")
     con.add_argument("--port", type=int, help="listen on this port (default: a stable one)")
     con.set_defaults(func=_connect)
-    ses = sub.add_parser("sessions", help="recorded sessions (yours; everyone's for auditors)")
+    ses = sub.add_parser(
+        "sessions",
+        help="recorded sessions (yours; everyone's for auditors); filters need a reviewer",
+    )
     ses.add_argument("--json", action="store_true")
+    _filter_options(ses)
+    ses.add_argument("--flagged", action="store_true", help="only with blocked or held statements")
+    ses.add_argument("--limit", type=_positive, default=100, help="at most N (with filters)")
     ses.set_defaults(func=_sessions)
+    find = sub.add_parser("search", help="search statements and terminal output (reviewers)")
+    find.add_argument("text")
+    _filter_options(find)
+    find.add_argument("--limit", type=_positive, default=100, help="at most N hits (max 500)")
+    find.add_argument("--json", action="store_true")
+    find.set_defaults(func=_search)
+    exp = sub.add_parser("export", help="one session as evidence (jsonl) or a cast (reviewers)")
+    exp.add_argument("session_id")
+    exp.add_argument("--format", choices=["jsonl", "asciicast"], required=True)
+    exp.add_argument("--channel", type=int, help="the terminal channel (with asciicast)")
+    exp.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
+    exp.set_defaults(func=_export)
+    bun = sub.add_parser("export-bundle", help="the evidence of a time range (reviewers)")
+    bun.add_argument("--since", required=True, metavar="T", help="e.g. 2026-01-31 or 24h")
+    bun.add_argument("--until", required=True, metavar="T", help="e.g. 2026-02-01T00:00Z")
+    bun.add_argument("--output", "-o", metavar="FILE", required=True)
+    bun.set_defaults(func=_export_bundle)
     rep = sub.add_parser("replay", help="what happened in a recorded session")
     rep.add_argument("session_id")
     rep.add_argument(
@@ -351,9 +509,27 @@ def build_parser() -> argparse.ArgumentParser:
     no.add_argument("id")
     no.add_argument("--reason", required=True)
     no.set_defaults(func=_deny)
-    for sp in (login, logout, res, who, con, ses, rep, req, inbox, ok, no):
+    for sp in (login, logout, res, who, con, ses, find, exp, bun, rep, req, inbox, ok, no):
         sp.add_argument("--central", help=argparse.SUPPRESS, default=argparse.SUPPRESS)
     return p
+
+
+def _filter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--user", metavar="U")
+    parser.add_argument("--resource", metavar="R")
+    parser.add_argument("--kind", metavar="K", help="postgres, mysql, ssh...")
+    parser.add_argument("--since", metavar="T", help="active since T: 2026-01-31, 24h (ago)...")
+    parser.add_argument("--until", metavar="T", help="active before T")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
 
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:

@@ -1,4 +1,5 @@
-"""The main window: sign-in, then resources, approvals and the query tab behind a sidebar.
+"""The main window: sign-in, then resources, approvals, the query tab and (for reviewers) the
+recorded sessions behind a sidebar.
 
 It wires views to `AppState` and runs the work they ask for as tasks; it keeps its layout
 (geometry, splitters, columns, the page shown) in QSettings, and reports what happens in the
@@ -32,6 +33,7 @@ from app.services.account import Account
 from app.services.history import QueryHistory
 from app.services.proxies import Connection, ProxyController
 from app.services.query import QueryRunner
+from app.services.review import ReviewService
 from app.ui import theme
 from app.ui.connect_panel import ConnectPanel
 from app.ui.icons import app_icon, dot_icon
@@ -40,6 +42,7 @@ from app.ui.notify import Notice, Notifier
 from app.ui.query_tab import QueryTab, RunnerFactory
 from app.ui.request_dialog import RequestDialog
 from app.ui.resources import ResourceBrowser, ResourceModel
+from app.ui.review import SessionsPage
 from app.ui.signin import SignInPage
 from app.ui.state import AppState, LiveFactory, _default_live
 from app.ui.tasks import Tasks
@@ -50,8 +53,13 @@ log = logging.getLogger(__name__)
 # (account, controller) for a central URL: used when the user signs in to another central.
 SessionFactory = Callable[[str], tuple[Account, ProxyController]]
 
-PAGES = ("Resources", "Approvals", "Query")
-RESOURCES, APPROVALS, QUERY = range(3)
+PAGES = ("Resources", "Approvals", "Query", "Sessions")
+RESOURCES, APPROVALS, QUERY, SESSIONS = range(4)
+
+
+def may_review(me: Me | None) -> bool:
+    """Session review is for roles marked auditor or admin (central refuses everyone else)."""
+    return me is not None and (me.auditor or me.admin)
 
 
 class MainWindow(QMainWindow):
@@ -115,6 +123,8 @@ class MainWindow(QMainWindow):
         # -- approvals and query --
         self.inbox = InboxView(self.state, self.tasks)
         self.query = QueryTab(self.state, self.tasks, self.history, runner_factory=runner_factory)
+        # -- recorded sessions (reviewers only: the page is hidden from everyone else) --
+        self.sessions = SessionsPage(ReviewService(account), self.tasks)
 
         # -- the frame: sidebar + pages --
         self.nav = QListWidget()
@@ -130,6 +140,7 @@ class MainWindow(QMainWindow):
         self.pages.addWidget(resources_page)
         self.pages.addWidget(self.inbox)
         self.pages.addWidget(self.query)
+        self.pages.addWidget(self.sessions)
         self.nav.currentRowChanged.connect(self.pages.setCurrentIndex)
         main = QWidget()
         m = QHBoxLayout(main)
@@ -186,11 +197,13 @@ class MainWindow(QMainWindow):
         file.addAction(quit_action)
 
         view = menu.addMenu("&View")
+        self.page_actions: list[QAction] = []
         for i, name in enumerate(PAGES):
             action = QAction(name, self)
             action.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
             action.triggered.connect(lambda _=False, i=i: self.show_page(i))
             view.addAction(action)
+            self.page_actions.append(action)
         view.addSeparator()
         find = QAction("Find resource", self)
         find.setShortcut(QKeySequence.StandardKey.Find)
@@ -221,6 +234,9 @@ class MainWindow(QMainWindow):
         s.connections_changed.connect(self._connections_changed)
         s.notice.connect(lambda title, text, level: self.notifier.notify(title, text, level))
         s.live_changed.connect(lambda _up: self._show_live())
+        s.resources_changed.connect(
+            lambda resources: self.sessions.set_resource_names([r.name for r in resources])
+        )
         self.browser.current_changed.connect(self._resource_selected)
         self.browser.activated.connect(self._resource_activated)
         self.panel.connect_requested.connect(self.connect_resource)
@@ -275,6 +291,7 @@ class MainWindow(QMainWindow):
         self.signin.set_waiting(False)
         self.user_label.setText(f"{me.user} @ {self.account.central}")
         self.sign_out_action.setEnabled(True)
+        self._show_sessions_page(may_review(me))
         self.screens.setCurrentIndex(1)
         self._show_keyring_warning()
         await self.state.start()
@@ -292,6 +309,7 @@ class MainWindow(QMainWindow):
     async def _close_session(self) -> None:
         await self.state.aclose()
         await self.query.aclose()
+        await self.sessions.aclose()
         await self.controller.aclose()
 
     def _account_changed(self) -> None:
@@ -311,6 +329,8 @@ class MainWindow(QMainWindow):
         self.screens.setCurrentIndex(0)
         self.user_label.setText("not signed in")
         self.sign_out_action.setEnabled(False)
+        self._show_sessions_page(False)
+        self.sessions.reset()
         self.resource_model.set_resources([])
         self.panel.show_resource(None)
         self.signin.set_keyring_warning(self.account.keyring_warning)
@@ -332,6 +352,7 @@ class MainWindow(QMainWindow):
         self.tasks.spawn(close_old(), "close the previous session")
         self.account, self.controller = self._make_session(url)
         self.account.on_change(self._account_changed)
+        self.sessions.set_service(ReviewService(self.account))
         self.state.rebind(self.account, self.controller)
         self.signin.set_keyring_warning(self.account.keyring_warning)
 
@@ -415,8 +436,16 @@ class MainWindow(QMainWindow):
     # -- pages, notices, status -----------------------------------------------------------------
 
     def show_page(self, page: int) -> None:
-        if self.screens.currentIndex() == 1:
+        if self.screens.currentIndex() == 1 and not self.nav.item(page).isHidden():
             self.nav.setCurrentRow(page)
+
+    def _show_sessions_page(self, shown: bool) -> None:
+        """The Sessions page exists for reviewers only: hidden, with its shortcut, otherwise."""
+        self.nav.item(SESSIONS).setHidden(not shown)
+        self.page_actions[SESSIONS].setVisible(shown)
+        self.page_actions[SESSIONS].setEnabled(shown)
+        if not shown and self.nav.currentRow() == SESSIONS:
+            self.nav.setCurrentRow(RESOURCES)
 
     def _find(self) -> None:
         self.show_page(RESOURCES)
@@ -458,7 +487,7 @@ class MainWindow(QMainWindow):
         QMessageBox.information(
             self,
             "Keyboard shortcuts",
-            "Ctrl+1 / 2 / 3\tResources, Approvals, Query\n"
+            "Ctrl+1 / 2 / 3 / 4\tResources, Approvals, Query, Sessions (reviewers)\n"
             "Ctrl+F\tSearch resources\n"
             "Enter\tConnect the selected resource\n"
             "Ctrl+K\tConnect / disconnect\n"
@@ -468,6 +497,8 @@ class MainWindow(QMainWindow):
             "Esc\tCancel the running query\n"
             "Ctrl+Shift+E\tExport the results as CSV\n"
             "Ctrl+Shift+D\tDeny (with the comment as reason)\n"
+            "Space\tPlay / pause a recorded terminal\n"
+            "Alt+Left\tFrom a session back to the list\n"
             "Ctrl+Q\tQuit",
         )
 
@@ -479,6 +510,7 @@ class MainWindow(QMainWindow):
             "inbox": self.inbox.splitter,
             "query-v": self.query.vsplit,
             "query-h": self.query.hsplit,
+            "session": self.sessions.view.split,
         }
 
     def save_layout(self) -> None:
@@ -531,6 +563,7 @@ class MainWindow(QMainWindow):
         self._live_timer.stop()
         await self.tasks.aclose()
         await self.query.aclose()
+        await self.sessions.aclose()
         await self.state.aclose()
         await self.controller.aclose()
         await self.account.aclose()

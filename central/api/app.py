@@ -12,36 +12,52 @@ pending, already approved by you, nobody may review).
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from central import __version__
 from central.approvals import ApprovalError
-from central.durations import parse_duration
+from central.durations import parse_duration, parse_time
 from central.identity.tokens import Identity, IssuerUnavailable, TokenRejected
-from central.policy.access import entitlements, is_auditor, roles_for
-from central.recording import asciicast
+from central.policy.access import entitlements, is_auditor, may_review, roles_for
+from central.recording import asciicast, evidence
 from central.runtime import Central
-from central.store import SessionRecord, StoreError, TerminalChannel
+from central.store import (
+    SessionRecord,
+    StatementRecord,
+    StoreError,
+    TerminalChannel,
+    TerminalChunk,
+    review,
+)
+from central.store.review import Cursor, SessionFilter
 from localproxy.contract import (
     API_PREFIX,
     CAST_MEDIA_TYPE,
+    JSONL_MEDIA_TYPE,
     AccessRequestCreate,
     AccessRequestView,
     AccessState,
     ApprovalItem,
     ApproveBody,
     CastSummary,
+    ContentItem,
+    ContentPage,
     DenyBody,
     LoginInfo,
     Me,
     ResourceView,
+    ReviewPage,
+    ReviewSession,
+    ReviewSessionSummary,
+    SearchHit,
     SessionDetail,
     SessionSummary,
     StatementView,
@@ -183,15 +199,15 @@ def create_app(central: Central) -> FastAPI:
 
     @app.get(f"{API_PREFIX}/sessions", tags=["sessions"])
     async def sessions(who: User, limit: int = 100) -> list[SessionSummary]:
-        """Recorded sessions: your own, or everyone's for auditors."""
-        user = None if is_auditor(central.config, who.groups) else who.user
+        """Recorded sessions: your own, or everyone's for reviewers (admin or auditor roles)."""
+        user = None if may_review(central.config, who.groups) else who.user
         rows = await central.store.list_sessions(user=user, limit=min(max(limit, 1), 1000))
         return [SessionSummary.model_validate(r, from_attributes=True) for r in rows]
 
     @app.get(f"{API_PREFIX}/sessions/{{session_id}}", tags=["sessions"])
     async def session_detail(session_id: str, who: User) -> SessionDetail:
         found = await central.store.session_with_statements(session_id)
-        auditor = is_auditor(central.config, who.groups)
+        auditor = may_review(central.config, who.groups)
         if found is None or (found[0].user != who.user and not auditor):
             raise HTTPException(404, "no such session")
         row, statements = found
@@ -202,10 +218,10 @@ def create_app(central: Central) -> FastAPI:
         )
 
     async def visible_session(session_id: str, who: Identity) -> SessionRecord:
-        """The session if `who` may see it (their own, or anyone's for auditors); else 404,
+        """The session if `who` may see it (their own, or anyone's for reviewers); else 404,
         the same answer as for a session that does not exist."""
         row = await central.store.session_record(session_id)
-        auditor = is_auditor(central.config, who.groups)
+        auditor = may_review(central.config, who.groups)
         if row is None or (row.user != who.user and not auditor):
             raise HTTPException(404, "no such session")
         return row
@@ -226,18 +242,7 @@ def create_app(central: Central) -> FastAPI:
         """One terminal channel's recording as asciicast v3, streamed from the store (a long
         shell is tens of MB). A live channel gives what is recorded so far."""
         row = await visible_session(session_id, who)
-        chunks = central.store.terminal_cast(row.id, channel)
-        first = await anext(chunks, None)
-        if first is None:
-            raise HTTPException(404, "no such terminal recording")
-        return StreamingResponse(
-            _then(first, chunks),
-            media_type=CAST_MEDIA_TYPE,
-            headers={
-                "Content-Disposition": f'attachment; filename="{row.id}-{channel}.cast"',
-                "Cache-Control": "no-store",
-            },
-        )
+        return await _cast_download(central, row.id, channel)
 
     @app.post(f"{API_PREFIX}/requests", tags=["approvals"])
     async def request_access(body: AccessRequestCreate, who: User) -> AccessRequestView:
@@ -297,7 +302,258 @@ def create_app(central: Central) -> FastAPI:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+    _review_routes(app, central, identity)
     return app
+
+
+# -- session review ---------------------------------------------------------------------------
+
+REVIEWERS_ONLY = "reviewing sessions needs a role marked admin or auditor"
+REVIEW = f"{API_PREFIX}/review"
+_Text = Annotated[str | None, Query(max_length=200)]
+
+
+class Refused(Exception):
+    """A review request refused: answered as JSON {"error": code, "reason": reason}."""
+
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.code, self.reason = status, code, reason
+
+
+def _review_routes(
+    app: FastAPI, central: Central, identity: Callable[..., Awaitable[Identity]]
+) -> None:
+    """/api/review/*: sessions by filter, a session's content, search, exports. Only for roles
+    marked admin or auditor, and each use is itself an audit event ("review.*"): what an
+    auditor looked at is evidence too."""
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "reason": exc.reason}, exc.status)
+
+    async def reviewer(who: Annotated[Identity, Depends(identity)]) -> Identity:
+        if not may_review(central.config, who.groups):
+            raise Refused(403, "forbidden", REVIEWERS_ONLY)
+        return who
+
+    Reviewer = Annotated[Identity, Depends(reviewer)]
+
+    def filters(
+        user: _Text = None,
+        resource: _Text = None,
+        kind: _Text = None,
+        since: _Text = None,
+        until: _Text = None,
+    ) -> SessionFilter:
+        now = datetime.now(UTC)
+        start = _time("since", since, now)
+        end = _time("until", until, now)
+        if start is not None and end is not None and start >= end:
+            raise Refused(400, "invalid", "since: must be before until")
+        return SessionFilter(user, resource, kind, start, end)
+
+    Filters = Annotated[SessionFilter, Depends(filters)]
+
+    async def existing(session_id: str) -> SessionRecord:
+        row = await central.store.session_record(session_id)
+        if row is None:
+            raise Refused(404, "not_found", f"no session {session_id[:64]}")
+        return row
+
+    @app.get(f"{REVIEW}/sessions", tags=["review"])
+    async def review_list(
+        who: Reviewer,
+        where: Filters,
+        flagged: bool | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        before: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> ReviewPage:
+        """Recorded sessions, newest first, active at some time in [since, until) and
+        `flagged` (with a blocked or held statement) or not; `before` is a page's `next`."""
+        try:
+            cursor = None if before is None else Cursor.decode(before)
+        except ValueError as e:
+            raise Refused(400, "invalid", f"before: {e}") from None
+        rows, nxt = await review.review_sessions(
+            central.store, where, flagged=flagged, limit=limit, before=cursor
+        )
+        await central.audit.record(
+            "review.viewed", by=who.user, what="sessions", **_described(where, flagged=flagged)
+        )
+        return ReviewPage(
+            sessions=[_review_summary(r.session, r.counts) for r in rows],
+            next=None if nxt is None else nxt.encode(),
+        )
+
+    @app.get(f"{REVIEW}/sessions/{{session_id}}", tags=["review"])
+    async def review_session(session_id: str, who: Reviewer) -> ReviewSession:
+        """The session, what it did, its terminal recordings and its seal."""
+        row = await existing(session_id)
+        counts = await review.session_counts(central.store, row.id)
+        casts = _cast_summaries(row, await central.store.terminal_channels(row.id))
+        await central.audit.record("review.viewed", by=who.user, what="session", session=row.id)
+        return ReviewSession(
+            **_review_summary(row, counts).model_dump(),
+            casts=casts,
+            last_seq=row.last_seq,
+            last_hash=row.last_hash,
+            chain_seq=row.chain_seq,
+            chain_hash=row.chain_hash,
+        )
+
+    @app.get(f"{REVIEW}/sessions/{{session_id}}/content", tags=["review"])
+    async def review_content(
+        session_id: str,
+        who: Reviewer,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=2000)] = 500,
+    ) -> ContentPage:
+        """The session's statements and terminal chunks after seq `after`, in seq order (its
+        hash chain), at most `limit` rows and about 4 MiB: continue with `next_after`."""
+        row = await existing(session_id)
+        page = await review.content_page(central.store, row.id, after=after, limit=limit)
+        await central.audit.record(
+            "review.viewed", by=who.user, what="content", session=row.id, after=after
+        )
+        return ContentPage(items=[_content_item(r) for r in page.rows], next_after=page.next_after)
+
+    @app.get(f"{REVIEW}/search", tags=["review"])
+    async def review_search(
+        who: Reviewer,
+        where: Filters,
+        q: Annotated[str, Query(min_length=1, max_length=review.MAX_QUERY)],
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[SearchHit]:
+        """Statements and terminal output lines containing `q` (literally, any case), newest
+        sessions first; a terminal hit says when its line appeared (`at`, on its cast's
+        clock)."""
+        try:
+            review.check_query(q)
+        except ValueError as e:
+            raise Refused(400, "invalid", str(e)) from None
+        hits = await review.search(central.store, q, where, limit=limit)
+        await central.audit.record(
+            "review.searched", by=who.user, q=q, hits=len(hits), **_described(where)
+        )
+        return [SearchHit(**dataclasses.asdict(h)) for h in hits]
+
+    @app.get(
+        f"{REVIEW}/sessions/{{session_id}}/export",
+        tags=["review"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {CAST_MEDIA_TYPE: {}, JSONL_MEDIA_TYPE: {}}}},
+    )
+    async def review_export(
+        session_id: str,
+        who: Reviewer,
+        format: Literal["jsonl", "asciicast"],
+        channel: Annotated[int | None, Query(ge=0)] = None,
+    ) -> StreamingResponse:
+        """One session as evidence lines (jsonl: the session, its seal, its chain's rows,
+        the reviews held on it; `watchgate-central verify-audit --bundle` checks it), or one
+        terminal channel as asciicast v3."""
+        row = await existing(session_id)
+        if format == "asciicast":
+            if channel is None:
+                channels = [c.channel for c in await central.store.terminal_channels(row.id)]
+                have = ", ".join(map(str, channels)) or "none"
+                raise Refused(400, "invalid", f"channel: which terminal channel (it has {have})")
+            response = await _cast_download(central, row.id, channel)
+        else:
+            lines = evidence.session_jsonl(central.store, row.id)
+            try:
+                first = await anext(lines)
+            except LookupError:
+                raise Refused(404, "not_found", f"no session {row.id}") from None
+            response = _download(_then(first, lines), JSONL_MEDIA_TYPE, f"{row.id}.jsonl")
+        await central.audit.record(
+            "review.exported", by=who.user, session=row.id, format=format, channel=channel
+        )
+        return response
+
+    @app.get(
+        f"{REVIEW}/bundle",
+        tags=["review"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {JSONL_MEDIA_TYPE: {}}}},
+    )
+    async def review_bundle(who: Reviewer, since: str, until: str) -> StreamingResponse:
+        """The evidence of a time range as JSON lines: the audit events, the sessions started
+        in it with their rows and seals, access requests, reviews and approvals; verifiable
+        with `watchgate-central verify-audit --bundle FILE`."""
+        where = filters(None, None, None, since, until)
+        assert where.since is not None and where.until is not None  # required parameters
+        # Recorded first: the export of a range that includes now carries its own record.
+        await central.audit.record(
+            "review.exported", by=who.user, what="bundle", **_described(where)
+        )
+        lines = evidence.bundle_lines(central.store, central.audit.path, where.since, where.until)
+        try:
+            head = [await anext(lines), await anext(lines)]
+        except evidence.EvidenceError as e:
+            raise Refused(503, "evidence_unavailable", str(e)) from None
+        except StopAsyncIteration:
+            raise Refused(503, "evidence_unavailable", "the bundle ended early") from None
+        name = f"watchgate-evidence-{where.since:%Y%m%dT%H%M%S}-{where.until:%Y%m%dT%H%M%S}.jsonl"
+        return _download(_then(head[0], _then(head[1], lines)), JSONL_MEDIA_TYPE, name)
+
+
+def _time(name: str, text: str | None, now: datetime) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_time(text, now)
+    except ValueError as e:
+        raise Refused(400, "invalid", f"{name}: {e}") from None
+
+
+def _described(where: SessionFilter, **more: Any) -> dict[str, Any]:
+    """The filters of a review request, for its audit event (unset ones left out)."""
+    fields = dataclasses.asdict(where) | more
+    return {
+        k: (v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in fields.items()
+        if v is not None
+    }
+
+
+def _review_summary(row: SessionRecord, counts: review.Counts) -> ReviewSessionSummary:
+    return ReviewSessionSummary(
+        **SessionSummary.model_validate(row, from_attributes=True).model_dump(),
+        statements=counts.statements,
+        blocked=counts.blocked,
+        held=counts.held,
+        sealed=row.chain_hash is not None,
+    )
+
+
+def _content_item(row: StatementRecord | TerminalChunk) -> ContentItem:
+    if isinstance(row, TerminalChunk):
+        return ContentItem(seq=row.seq, type="terminal", channel=row.channel, data=row.data)
+    view = StatementView.model_validate(row, from_attributes=True)
+    return ContentItem(seq=row.seq, type="statement", statement=view)
+
+
+async def _cast_download(central: Central, session_id: str, channel: int) -> StreamingResponse:
+    """A terminal channel's asciicast v3 file, streamed from the store; 404 when the session
+    has no such channel."""
+    chunks = central.store.terminal_cast(session_id, channel)
+    first = await anext(chunks, None)
+    if first is None:
+        raise HTTPException(404, "no such terminal recording")
+    return _download(_then(first, chunks), CAST_MEDIA_TYPE, f"{session_id}-{channel}.cast")
+
+
+def _download(body: AsyncIterator[str], media_type: str, filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type=media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 async def _event_stream(central: Central, who: Identity) -> AsyncIterator[str]:

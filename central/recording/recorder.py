@@ -9,7 +9,9 @@ is "as it happens" for an auditor and cheap enough for pgbench rates.
 A terminal is recorded as asciicast v3 (`central.recording.asciicast`), stored as chunks: the
 NDJSON lines of one channel gathered since the last flush. Statements and chunks of a session
 share one seq counter and one hash chain, so that a verifier walking both, merged by seq,
-detects any removed, altered or reordered row.
+detects any removed, altered or reordered row. A session's end is written with its seal (the
+chain's last row, and its link in the chain across sessions) in the same flush transaction:
+see `central.recording.integrity` and `central.recording.seal`.
 
 Fail closed: if the store cannot be written, the recorder turns unhealthy; new sessions are
 refused and live ones end at their next statement, so no traffic passes unrecorded. Rows
@@ -19,22 +21,28 @@ that could not be written stay queued and are retried.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 
 from central.logs import get_logger
-from central.recording import asciicast
-from central.store import SessionRecord, StatementRecord, Store, TerminalChunk, new_id
+from central.recording import asciicast, textindex
+from central.recording.integrity import link_hash as _chain
+from central.recording.seal import RecorderLock, SessionEnd, seal_orphans, write_seals
+from central.store import (
+    SessionRecord,
+    Store,
+    TerminalChunk,
+    TerminalText,
+    new_id,
+)
 
 FORMAT_VERSION = 1  # of session and statement records; bump with a migration of old rows
 MAX_SQL = 64 * 1024
@@ -69,65 +77,6 @@ class StatementRecordDraft:
 
 def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"…[{len(text) - limit} more]"
-
-
-def _chain(prev: str, fields: dict[str, Any]) -> str:
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{prev}\n{canonical}".encode()).hexdigest()
-
-
-def verify_chain(session_id: str, rows: Sequence[StatementRecord | TerminalChunk]) -> str | None:
-    """The first break in one session's chain (its rows in seq order, `Store.session_chain`),
-    as a sentence naming the row; None when the chain holds.
-
-    Caught: a row altered (its hash no longer matches its content), removed (a gap in seq, or
-    a row that does not follow the one before it), or moved (the same). Not caught by the
-    chain alone: the removal of a session's last rows, which nothing after them vouches for.
-    """
-    prev, expected = session_id, 1
-    for row in rows:
-        kind = "terminal chunk" if isinstance(row, TerminalChunk) else "statement"
-        if row.seq != expected:
-            return f"row {expected} is missing before {kind} {row.seq}: removed or moved"
-        if row.prev_hash != prev:
-            return f"{kind} {row.seq} does not follow the row before it: removed or moved"
-        if _chain(row.prev_hash, chain_fields(row)) != row.hash:
-            return f"{kind} {row.seq} was altered: its hash does not match its content"
-        prev, expected = row.hash, expected + 1
-    return None
-
-
-def chain_fields(row: StatementRecord | TerminalChunk) -> dict[str, Any]:
-    """The fields of a stored row that its hash covers, as they were hashed when recorded.
-
-    A verifier walks a session's rows in seq order (`Store.session_chain`) and checks, for
-    each, ``row.prev_hash`` against the previous row's hash (the session id for the first)
-    and ``_chain(row.prev_hash, chain_fields(row)) == row.hash``.
-    """
-    if isinstance(row, TerminalChunk):
-        return {
-            "session_id": row.session_id,
-            "seq": row.seq,
-            "channel": row.channel,
-            "data": row.data,
-        }
-    fields = {
-        "session_id": row.session_id,
-        "seq": row.seq,
-        "started_at": row.started_at,
-        "duration_us": row.duration_us,
-        "protocol": row.protocol,
-        "sql": row.sql,
-        "params": row.params,
-        "outcome": row.outcome,
-        "rows": row.rows,
-        "error": row.error,
-        "decision": row.decision,
-        "rule": row.rule,
-    }
-    if row.result is not None:
-        fields["result"] = row.result
-    return fields
 
 
 _COLUMNS = (
@@ -180,6 +129,7 @@ class SessionLog:
         self._prev = session_id
         self._terminals: dict[int, TerminalLog] = {}
         self._channels: set[int] = set()  # every channel recorded so far, open or closed
+        self._end: SessionEnd | None = None  # set by close(): nothing is recorded after it
 
     def terminal(
         self, channel: int, header: dict[str, Any], *, limit: int | None = None
@@ -188,14 +138,13 @@ class SessionLog:
 
         The header's "watchgate" key gets this session's id and the channel number. Past
         `limit` bytes of output (None: no limit) the rest is counted, not kept.
-        RecordingUnavailable if the recorder is unhealthy; ValueError if the channel number
-        was recorded before in this session (a channel's chunks make one cast: a second
-        header among them would break it).
+        RecordingUnavailable if the recorder is unhealthy or the session closed; ValueError if
+        the channel number was recorded before in this session (a channel's chunks make one
+        cast: a second header among them would break it).
         """
-        if not self.recorder.healthy:
-            raise RecordingUnavailable(self.recorder.problem or "recording unavailable")
         if channel in self._channels:
             raise ValueError(f"channel {channel} of session {self.session_id} is recorded already")
+        self._check_open()
         self._channels.add(channel)
         meta = header.get("watchgate")
         meta = meta if isinstance(meta, dict) else {}
@@ -209,8 +158,7 @@ class SessionLog:
         return log
 
     def statement(self, draft: StatementRecordDraft) -> None:
-        if not self.recorder.healthy:
-            raise RecordingUnavailable(self.recorder.problem or "recording unavailable")
+        self._check_open()
         self._seq += 1
         # Built by hand: dataclasses.asdict deep-copies, which showed up in the profile.
         fields = {
@@ -237,20 +185,47 @@ class SessionLog:
         self._prev = digest
         self.recorder._statements.append(fields)
 
-    def _chunk(self, channel: int, data: str) -> None:
-        """Queue a terminal chunk: the next link of the session's chain."""
+    def _chunk(self, channel: int, data: str, lines: list[textindex.Line] | None = None) -> None:
+        """Queue a terminal chunk: the next link of the session's chain; with the plain text
+        `lines` that its output finished, for search (written in the same transaction)."""
         self._seq += 1
         fields = {"session_id": self.session_id, "seq": self._seq, "channel": channel, "data": data}
         digest = _chain(self._prev, fields)
         fields["prev_hash"], fields["hash"] = self._prev, digest
         self._prev = digest
         self.recorder._chunks.append(fields)
+        if lines:
+            text, times = textindex.stored(lines)
+            self.recorder._texts.append(
+                {
+                    "session_id": self.session_id,
+                    "seq": self._seq,
+                    "channel": channel,
+                    "text": text,
+                    "times": times,
+                }
+            )
 
-    def close(self, reason: str) -> None:
-        """The session ended: terminals still open are closed first (without an exit)."""
+    def close(self, reason: str) -> SessionEnd:
+        """The session ended: terminals still open are closed first (without an exit), then
+        the end is queued; the recorder seals the session with it at its next flush.
+
+        Returns the end with the chain's last row (`last_seq`, `last_hash`), for the audit
+        log's "session.ended" event. Idempotent: a second call returns the first end.
+        """
+        if self._end is not None:
+            return self._end
         for log in list(self._terminals.values()):
             log.close()
-        self.recorder._ends.append((self.session_id, datetime.now(UTC), reason))
+        self._end = SessionEnd(self.session_id, datetime.now(UTC), reason, self._seq, self._prev)
+        self.recorder._ends.append(self._end)
+        return self._end
+
+    def _check_open(self) -> None:
+        if not self.recorder.healthy:
+            raise RecordingUnavailable(self.recorder.problem or "recording unavailable")
+        if self._end is not None:
+            raise RecordingUnavailable(f"the recording of session {self.session_id} is closed")
 
 
 class TerminalLog:
@@ -261,6 +236,13 @@ class TerminalLog:
     next flush, or at once when it passes MAX_CHUNK. `output()` and `input()` raise
     RecordingUnavailable when the recorder is unhealthy or the log is closed (the session
     must end: no unrecorded traffic); the other methods never raise, so teardown can call them.
+
+    Each chunk carries the plain text of the output lines that ended in it, for search
+    (`central.recording.textindex`). `output()` only keeps the recorded bytes with their time;
+    the text is extracted when the chunk is cut, off the data path (in the flush task, or when
+    a chunk fills). A line still open at a cut goes with a later chunk; the line open when the
+    channel closes goes with its last chunk, which is cut even if it holds no event (empty
+    data), so that no recorded output escapes search.
     """
 
     def __init__(
@@ -271,8 +253,12 @@ class TerminalLog:
         self.limit = limit
         self.output_bytes = 0  # every byte of output seen, recorded or not
         self.closed = False
-        self._encoder = asciicast.EventEncoder(time.monotonic())
+        self._start = time.monotonic()
+        self._encoder = asciicast.EventEncoder(self._start)
         self._lines: list[str] = []
+        # Output recorded since the last cut, (time, bytes), and the text extractor.
+        self._output: list[tuple[float, bytes]] = []
+        self._text = textindex.TextIndexer()
         self._size = 0
         self._truncated = False
         session._chunk(channel, asciicast.header_line(header))
@@ -286,11 +272,14 @@ class TerminalLog:
         if self.limit is not None and self.output_bytes > self.limit:
             keep = len(data) - (self.output_bytes - self.limit)
             now = time.monotonic()
+            self._output.append((now, data[:keep]))
             self._add(self._encoder.output(now, data[:keep]))
             self._add(self._encoder.marker(now, _truncated(self.limit)))
             self._truncated = True
             return
-        self._add(self._encoder.output(time.monotonic(), data))
+        now = time.monotonic()
+        self._output.append((now, data))  # before _add, which may cut the chunk
+        self._add(self._encoder.output(now, data))
 
     def input(self, data: bytes) -> None:
         self._check()
@@ -347,12 +336,19 @@ class TerminalLog:
                 self._cut()
 
     def _cut(self) -> None:
-        """Turn the buffered lines into a chunk (called by the recorder before each flush)."""
-        if self._lines:
+        """Turn the buffered lines into a chunk (called by the recorder before each flush),
+        with the text of the output lines that ended in it."""
+        lines: list[textindex.Line] = []
+        for at, output in self._output:
+            lines += self._text.feed(at - self._start, output)
+        self._output.clear()
+        if self.closed:
+            lines += self._text.finish()
+        if self._lines or lines:
             data = "".join(self._lines)
             self._lines.clear()
             self._size = 0
-            self.session._chunk(self.channel, data)
+            self.session._chunk(self.channel, data, lines)
 
 
 def _truncated(limit: int) -> str:
@@ -366,13 +362,19 @@ class Recorder:
         self.healthy = True
         self.problem: str | None = None
         self._statements: deque[dict[str, Any]] = deque()
-        self._ends: deque[tuple[str, datetime, str]] = deque()
+        self._ends: deque[SessionEnd] = deque()
         self._chunks: deque[dict[str, Any]] = deque()
+        self._texts: deque[dict[str, Any]] = deque()  # terminal_text rows of queued chunks
         # Open terminal logs (an ordered set): each flush first collects their buffered lines.
         self._terminals: dict[TerminalLog, None] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._flushing = asyncio.Lock()
+        # Crash recovery (`central.recording.seal`): sessions open before this recorder
+        # existed are sealed at start when no other recorder is alive on the store.
+        self._born = datetime.now(UTC)
+        self._lock = RecorderLock.beside(store)
+        self._ready = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -382,9 +384,13 @@ class Recorder:
         if self._task is not None:
             await self._task
         await self.flush()
+        if self._lock is not None:
+            self._lock.release()
 
     async def open_session(self, user: str, resource: str, kind: str, client: str) -> SessionLog:
         """Write the session's row before any traffic flows; RecordingUnavailable if we can't."""
+        if self._task is not None:
+            await self._ready.wait()  # not before the recovery: it would seal this session
         if not self.healthy:
             raise RecordingUnavailable(self.problem or "recording unavailable")
         session_id = new_id()
@@ -419,6 +425,7 @@ class Recorder:
             return
         rows = list(self._statements)
         chunks = list(self._chunks)
+        texts = list(self._texts)
         ends = list(self._ends)
         try:
             async with self.store.session() as s, s.begin():
@@ -427,12 +434,9 @@ class Recorder:
                     await conn.exec_driver_sql(*_bulk_insert(conn.dialect, rows))
                 if chunks:
                     await s.execute(insert(TerminalChunk), chunks)
-                for session_id, at, reason in ends:
-                    await s.execute(
-                        update(SessionRecord)
-                        .where(SessionRecord.id == session_id)
-                        .values(ended_at=at, end_reason=reason)
-                    )
+                if texts:
+                    await s.execute(insert(TerminalText), texts)
+                await write_seals(s, ends)
         except SQLAlchemyError as e:
             self._fail(e)
             return
@@ -440,6 +444,8 @@ class Recorder:
             self._statements.popleft()
         for _ in chunks:
             self._chunks.popleft()
+        for _ in texts:
+            self._texts.popleft()
         for _ in ends:
             self._ends.popleft()
         if not self.healthy:
@@ -477,7 +483,36 @@ class Recorder:
             log.error("%s; new sessions are refused until it recovers", self.problem)
         self.healthy = False
 
+    async def _claim(self) -> None:
+        """Register as a live recorder on the store; alone, seal the sessions that a dead
+        process left open first. Best effort: recording goes on whatever happens here."""
+        lock = self._lock
+        if lock is None:
+            return
+        try:
+            alone = await lock.acquire()
+        except OSError as e:
+            log.error("cannot take %s (%s): sessions left open stay open", lock.path, e)
+            lock.release()
+            self._lock = None
+            return
+        if not alone:
+            return
+        try:
+            async with self._flushing:
+                sealed = await seal_orphans(self.store, self._born, datetime.now(UTC))
+            if sealed:
+                log.warning("sealed %d sessions left open by a crash: %s", len(sealed), sealed)
+        except Exception as e:  # the orphans stay open; verify-audit reports them
+            log.error("cannot seal the sessions left open by a crash: %s", e)
+        finally:
+            await lock.share()
+
     async def _run(self) -> None:
+        try:
+            await self._claim()
+        finally:
+            self._ready.set()
         while not self._stopping.is_set():
             try:
                 await asyncio.wait_for(self._stopping.wait(), self.flush_interval)

@@ -22,13 +22,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import CursorResult, LargeBinary, and_, event, func, or_, select, text, update
+from sqlalchemy import (
+    CursorResult,
+    LargeBinary,
+    Select,
+    and_,
+    event,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
@@ -42,7 +53,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from central.store.models import (
     AccessRequest,
+    Approval,
     AuthCode,
+    CommandReview,
     RefreshToken,
     RequestStatus,
     SessionRecord,
@@ -68,6 +81,10 @@ _POSTGRESQL_SCHEMES: Final = frozenset({"postgresql", "postgresql+asyncpg", "pos
 _PG_CONNECT_TIMEOUT_SECONDS: Final = 10
 # Key of the PostgreSQL advisory lock that serialises migrations of replicas starting together.
 _PG_MIGRATION_LOCK: Final = 0x57617463_68676174  # "Watchgat"
+
+
+# What an approval decides: the evidence export reads both kinds alike.
+_Decided = TypeVar("_Decided", AccessRequest, CommandReview)
 
 
 class StoreError(Exception):
@@ -395,6 +412,119 @@ class Store:
                 yield data
             if len(rows) < batch:
                 return
+
+    # -- seals and evidence -------------------------------------------------------------------
+
+    async def sessions_started(self, since: datetime, until: datetime) -> list[SessionRecord]:
+        """Sessions started in [since, until), oldest first."""
+        _require_aware(since, until)
+        query = (
+            select(SessionRecord)
+            .where(SessionRecord.started_at >= since, SessionRecord.started_at < until)
+            .order_by(SessionRecord.started_at, SessionRecord.id)
+        )
+        async with self._sessions() as session:
+            return list((await session.scalars(query)).all())
+
+    async def sessions_by_id(self, ids: Iterable[str]) -> list[SessionRecord]:
+        wanted = sorted(set(ids))
+        found: list[SessionRecord] = []
+        async with self._sessions() as session:
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                found += (
+                    await session.scalars(select(SessionRecord).where(SessionRecord.id.in_(batch)))
+                ).all()
+        return found
+
+    async def sealed_between(self, first: int, last: int) -> list[SessionRecord]:
+        """Sealed sessions at chain positions first..last, in chain order."""
+        query = (
+            select(SessionRecord)
+            .where(SessionRecord.chain_seq >= first, SessionRecord.chain_seq <= last)
+            .order_by(SessionRecord.chain_seq)
+        )
+        async with self._sessions() as session:
+            return list((await session.scalars(query)).all())
+
+    async def chain_rows(
+        self, session_id: str, *, after: int, limit: int
+    ) -> list[StatementRecord | TerminalChunk]:
+        """Up to `limit` rows of a session's chain with seq > `after`, in seq order: page
+        through a long recording without loading it (`session_chain` loads it all)."""
+        async with self._sessions() as session:
+            statements = await session.scalars(
+                select(StatementRecord)
+                .where(StatementRecord.session_id == session_id, StatementRecord.seq > after)
+                .order_by(StatementRecord.seq)
+                .limit(limit)
+            )
+            chunks = await session.scalars(
+                select(TerminalChunk)
+                .where(TerminalChunk.session_id == session_id, TerminalChunk.seq > after)
+                .order_by(TerminalChunk.seq)
+                .limit(limit)
+            )
+            merged: Iterable[StatementRecord | TerminalChunk] = heapq.merge(
+                statements.all(), chunks.all(), key=lambda row: row.seq
+            )
+            return list(merged)[:limit]
+
+    async def decisions_between(
+        self, since: datetime, until: datetime
+    ) -> tuple[list[AccessRequest], list[CommandReview], list[Approval]]:
+        """Access requests and command reviews created, decided or approved in [since, until),
+        with every reviewer's decision on them."""
+        _require_aware(since, until)
+        touched = select(Approval.item_id).where(Approval.at >= since, Approval.at < until)
+
+        def items(model: type[_Decided]) -> Select[_Decided]:
+            return (
+                select(model)
+                .where(
+                    or_(
+                        and_(model.created_at >= since, model.created_at < until),
+                        and_(model.decided_at >= since, model.decided_at < until),
+                        model.id.in_(touched),
+                    )
+                )
+                .order_by(model.created_at, model.id)
+            )
+
+        async with self._sessions() as session:
+            requests = list((await session.scalars(items(AccessRequest))).all())
+            reviews = list((await session.scalars(items(CommandReview))).all())
+            ids = [r.id for r in requests] + [r.id for r in reviews]
+            approvals = await self._approvals_of(session, ids)
+        return requests, reviews, approvals
+
+    async def session_reviews(self, session_id: str) -> tuple[list[CommandReview], list[Approval]]:
+        """The command reviews held on one session, with every reviewer's decision on them."""
+        async with self._sessions() as session:
+            reviews = list(
+                (
+                    await session.scalars(
+                        select(CommandReview)
+                        .where(CommandReview.session_id == session_id)
+                        .order_by(CommandReview.created_at, CommandReview.id)
+                    )
+                ).all()
+            )
+            approvals = await self._approvals_of(session, [r.id for r in reviews])
+        return reviews, approvals
+
+    @staticmethod
+    async def _approvals_of(session: AsyncSession, item_ids: list[str]) -> list[Approval]:
+        found: list[Approval] = []
+        for start in range(0, len(item_ids), 500):
+            found += (
+                await session.scalars(
+                    select(Approval)
+                    .where(Approval.item_id.in_(item_ids[start : start + 500]))
+                    .order_by(Approval.at, Approval.item_id, Approval.reviewer)
+                )
+            ).all()
+        return found
 
 
 # -- helpers ------------------------------------------------------------------------------

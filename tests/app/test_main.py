@@ -287,6 +287,7 @@ async def test_self_test_without_a_central_shows_the_window_only(setup: Setup) -
     result = await self_test(setup)
     assert result.code == 0, result.stderr
     assert "self-test: main window shown" in result.stderr
+    assert "self-test: replay emulator renders a cast" in result.stderr
     assert "no --central: the sign-in and local-proxy steps are left out" in result.stderr
 
 

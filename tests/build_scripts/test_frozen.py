@@ -78,5 +78,10 @@ def test_frozen_self_test_passes(bundle: Bundle, capsys: pytest.CaptureFixture[s
     assert ran.returncode == 0, f"frozen self-test failed:\n{ran.stdout}\n{ran.stderr}"
     assert len(summary) == 3 and all(line.endswith(": ok") for line in summary), ran.stdout
     # The steps the self-test itself reports: the frozen child listened and carried a query.
-    for step in ("main window shown", "local proxy listening on", "SELECT 1 through the local"):
+    for step in (
+        "main window shown",
+        "replay emulator renders a cast",
+        "local proxy listening on",
+        "SELECT 1 through the local",
+    ):
         assert ran.stderr.count(step) == 3, (step, ran.stderr)

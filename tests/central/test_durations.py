@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from central.durations import parse_duration
+from central.durations import parse_duration, parse_time
 
 
 @pytest.mark.parametrize(
@@ -17,3 +19,17 @@ def test_parses(text: str, seconds: int) -> None:
 def test_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
+
+
+def test_times_as_reviewers_write_them() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    assert parse_time("2026-01-31", now) == datetime(2026, 1, 31, tzinfo=UTC)
+    assert parse_time("2026-01-31T09:30:00Z", now) == datetime(2026, 1, 31, 9, 30, tzinfo=UTC)
+    assert parse_time("2026-01-31 10:30+01:00", now) == datetime(2026, 1, 31, 9, 30, tzinfo=UTC)
+    assert parse_time("2026-01-31T09:30", now) == datetime(2026, 1, 31, 9, 30, tzinfo=UTC)
+    assert parse_time("24h", now) == now - timedelta(hours=24)
+    assert parse_time("1h30m", now) == now - timedelta(minutes=90)
+    assert parse_time(" Now ", now) == now
+    for bad in ("yesterday", "2026-13-01", "2026-01-31Tnoon", "", "-5m"):
+        with pytest.raises(ValueError, match="is not a time"):
+            parse_time(bad, now)

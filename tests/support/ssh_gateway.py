@@ -146,6 +146,7 @@ async def ssh_gateway(
     *,
     rules: list[dict[str, Any]] | None = None,
     resource: dict[str, Any] | None = None,
+    roles: list[dict[str, Any]] | None = None,
     user: str = "alice",
     sshd: Sshd | None = None,
     token_ttl: int | None = None,
@@ -159,7 +160,7 @@ async def ssh_gateway(
             running_central(
                 tmp,
                 resources=[res],
-                roles=SSH_ROLES,
+                roles=SSH_ROLES if roles is None else roles,
                 rules=rules or [],
                 identity={"users": USERS},
                 **overrides,

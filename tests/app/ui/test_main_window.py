@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QSettings, Qt
 
-from app.ui.main_window import APPROVALS, QUERY, RESOURCES, MainWindow
+from app.ui.main_window import APPROVALS, QUERY, RESOURCES, SESSIONS, MainWindow
 from tests.app.ui.conftest import Stack, wait_until
 
 
@@ -43,3 +43,18 @@ async def test_the_layout_is_remembered(stack: Stack, windows: Callable[..., Mai
     assert second.resources_split.sizes()[0] == sizes[0]  # the list keeps its width
     current = second.browser.current()
     assert current is not None and current.name == "vault-db"
+
+
+async def test_the_sessions_page_is_for_reviewers_only(
+    stack: Stack, windows: Callable[..., MainWindow], qtbot
+) -> None:
+    """alice's roles are not marked auditor or admin: no Sessions page, not even the one
+    remembered from a reviewer's use of the same profile."""
+    QSettings().setValue("window/page", SESSIONS)
+    window = windows(stack.account("alice"))
+    await window.start()
+    assert window.nav.item(SESSIONS).isHidden()
+    assert window.pages.currentIndex() == RESOURCES
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_4, Qt.KeyboardModifier.ControlModifier)
+    assert window.pages.currentIndex() == RESOURCES

@@ -17,8 +17,10 @@ from sqlalchemy.engine import Connection
 
 from central.store import (
     AccessRequest,
+    Approval,
     AuthCode,
     Base,
+    CommandReview,
     RefreshToken,
     RequestStatus,
     SessionRecord,
@@ -610,3 +612,77 @@ async def test_terminal_cast_streams_one_channel_in_order(store: Store, batch: i
     assert [c async for c in store.terminal_cast(session_id, 1)] == []
     assert await store.session_record(session_id) is not None
     assert await store.session_record(new_id()) is None
+
+
+# -- seals and evidence ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 100])
+async def test_chain_rows_page_through_a_session_in_seq_order(store: Store, limit: int) -> None:
+    session_id = await recorded_ssh_session(store)
+    pages, after = [], 0
+    while page := await store.chain_rows(session_id, after=after, limit=limit):
+        assert len(page) <= limit
+        pages.append([(r.seq, type(r).__name__) for r in page])
+        after = page[-1].seq
+    assert [row for page in pages for row in page] == [
+        (r.seq, type(r).__name__) for r in await store.session_chain(session_id)
+    ]
+    assert len(pages) == -(-7 // limit)
+
+
+async def test_sessions_by_time_by_id_and_by_chain_position(store: Store) -> None:
+    ids = []
+    async with store.session() as s, s.begin():
+        for n in range(4):
+            ids.append(new_id())
+            s.add(
+                SessionRecord(
+                    id=ids[-1],
+                    user="alice",
+                    resource="db",
+                    kind="postgres",
+                    client="c",
+                    format_version=1,
+                    started_at=NOW + timedelta(minutes=n),
+                    chain_seq=None if n == 3 else 10 + n,
+                )
+            )
+    started = await store.sessions_started(NOW + timedelta(minutes=1), NOW + timedelta(minutes=3))
+    assert [r.id for r in started] == ids[1:3]  # [since, until)
+    assert {r.id for r in await store.sessions_by_id([ids[0], ids[3], "nope"])} == {
+        ids[0],
+        ids[3],
+    }
+    assert [r.chain_seq for r in await store.sealed_between(11, 20)] == [11, 12]
+
+
+async def test_decisions_between_are_the_items_created_decided_or_approved_in_the_range(
+    store: Store,
+) -> None:
+    before, inside, after = NOW - timedelta(days=1), NOW, NOW + timedelta(days=1)
+    old = await store.create_access_request("bob", "db", "old", 600, before)
+    approved_now = await store.create_access_request("bob", "db", "approved now", 600, before)
+    new = await store.create_access_request("bob", "db", "new", 600, inside)
+    await store.create_access_request("bob", "db", "later", 600, after)
+    review = CommandReview(
+        requester="alice",
+        resource="db",
+        session_id=new_id(),
+        statement="DROP TABLE t",
+        rule="no-drop",
+        reason="held",
+        created_at=before,
+        decided_at=inside,
+        expires_at=after,
+    )
+    async with store.session() as s, s.begin():
+        s.add(review)
+        s.add(Approval(item_id=approved_now.id, reviewer="carol", decision="approve", at=inside))
+        s.add(Approval(item_id=old.id, reviewer="carol", decision="deny", at=before))
+    requests, reviews, approvals = await store.decisions_between(inside, inside + timedelta(1))
+    assert [r.id for r in requests] == [approved_now.id, new.id]
+    assert [r.id for r in reviews] == [review.id]
+    assert [(a.item_id, a.reviewer) for a in approvals] == [(approved_now.id, "carol")]
+    held, decided = await store.session_reviews(review.session_id)
+    assert ([r.id for r in held], decided) == ([review.id], [])

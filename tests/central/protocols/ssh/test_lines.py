@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from central.protocols.ssh import lines
 from central.protocols.ssh.lines import MAX_COLS, MAX_ROWS, CommandLine, LineKind, LineReader
+from localproxy.terminal import MAX_SEQUENCE
 
 GREEN, BLUE, RESET = b"\x1b[1;32m", b"\x1b[34m", b"\x1b[0m"
 PROMPT = GREEN + b"alice@db1" + RESET + b":" + BLUE + b"~/src" + RESET + b"$ "
@@ -470,7 +471,7 @@ def test_costly_sequences_cost_bounded_cpu(unit: bytes) -> None:
         b"\x1bP+q544e\x1b\\",  # a DCS request (pyte would draw its payload)
         b"\xff\xfe\xc3(\xe2\x82",  # invalid UTF-8
         b"\x1b7" * 50_000 + b"\x1b8",  # cursor saves: one slot, not a growing stack
-        b"\x1b[?3h\x1b[?5h\x1b#8",  # 132 columns, reverse video, alignment pattern: ignored
+        b"\x1b[?3h\x1b[?5h",  # 132 columns, reverse video: ignored
     ],
 )
 def test_hostile_output_breaks_nothing(junk: bytes) -> None:
@@ -482,6 +483,16 @@ def test_hostile_output_breaks_nothing(junk: bytes) -> None:
     assert reader.faults == 0
     assert len(reader._screen.savepoints) <= 1
     assert reader._screen.columns == 80
+
+
+def test_the_alignment_pattern_fills_the_screen_as_in_xterm() -> None:
+    reader = shell()
+    reader.output(b"\x1b[5;10r\x1b#8")
+    assert screen_text(reader) == ["E" * 80] * 24
+    # The cursor went home: a prompt drawn now stands over the E's, and so does the command.
+    reader.output(PROMPT)
+    type_echoed(reader, "id")
+    assert reader.enter() == "id" + "E" * (80 - len("alice@db1:~/src$ id"))
 
 
 def test_control_strings_are_not_drawn() -> None:
@@ -611,7 +622,7 @@ def check_bounds(reader: LineReader) -> None:
     assert 0 <= screen.cursor.x <= screen.columns and 0 <= screen.cursor.y < screen.lines
     assert len(screen.savepoints) <= 1 and len(screen.tabstops) <= screen.columns + 1
     assert reader._tail is None or len(reader._tail) <= 2 * lines._TAIL_BYTES
-    assert reader._sequence <= lines._MAX_SEQUENCE + lines._PIECE
+    assert reader._stream.sequence <= MAX_SEQUENCE + lines._PIECE
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,0 +1,177 @@
+"""Seals on both store backends: written with the session's end, linked across sessions by
+concurrent replicas, and written for sessions a dead process left open (where that is safe)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from central.recording import Recorder, RecordingUnavailable, SessionEnd, StatementRecordDraft
+from central.recording.evidence import verify_store
+from central.recording.integrity import GENESIS, record_fields, seal_hash
+from central.recording.seal import ORPHAN_REASON
+from central.store import Store
+
+
+def draft(sql: str) -> StatementRecordDraft:
+    return StatementRecordDraft(datetime.now(UTC), 10, "simple", sql, None, "ok", 1, None)
+
+
+async def test_a_session_end_writes_its_seal_and_its_link_in_the_chain(store: Store) -> None:
+    recorder = Recorder(store)
+    busy = await recorder.open_session("alice", "shop-db", "postgres", "c")
+    idle = await recorder.open_session("bob", "shop-db", "postgres", "c")
+    busy.statement(draft("SELECT 1"))
+    busy.statement(draft("SELECT 2"))
+    first = busy.close("client disconnected")
+    second = idle.close("client disconnected")
+    await recorder.flush()
+
+    rows = await store.session_chain(busy.session_id)
+    assert first == SessionEnd(busy.session_id, first.at, "client disconnected", 2, rows[-1].hash)
+    assert (second.last_seq, second.last_hash) == (0, idle.session_id)
+    a = await store.session_record(busy.session_id)
+    b = await store.session_record(idle.session_id)
+    assert a is not None and b is not None
+    assert (a.last_seq, a.last_hash, a.ended_at) == (2, rows[-1].hash, first.at)
+    assert (a.chain_seq, a.chain_prev) == (1, GENESIS)
+    assert a.chain_hash == seal_hash(GENESIS, record_fields(a))
+    assert (b.last_seq, b.last_hash, b.chain_seq) == (0, idle.session_id, 2)
+    assert b.chain_prev == a.chain_hash
+    assert b.chain_hash == seal_hash(a.chain_hash, record_fields(b))
+    report = await verify_store(store, [])
+    assert (report.problem, report.sealed, report.rows) == (None, 2, 2)
+
+
+async def test_nothing_is_recorded_after_the_close_and_a_second_close_is_the_first(
+    store: Store,
+) -> None:
+    recorder = Recorder(store)
+    log = await recorder.open_session("alice", "lab-host", "ssh", "c")
+    log.statement(draft("ls"))
+    end = log.close("target closed")
+    with pytest.raises(RecordingUnavailable, match="is closed"):
+        log.statement(draft("rm -rf /"))
+    with pytest.raises(RecordingUnavailable, match="is closed"):
+        log.terminal(3, {"version": 3, "term": {"cols": 80, "rows": 24}})
+    assert log.close("again") is end
+    await recorder.flush()
+    record = await store.session_record(log.session_id)
+    assert record is not None and (record.end_reason, record.last_seq) == ("target closed", 1)
+
+
+async def test_replicas_sharing_a_store_extend_one_chain(store_url: str) -> None:
+    """Two recorders with their own connections (two replicas) seal at the same moments: on
+    PostgreSQL the advisory lock, on SQLite BEGIN IMMEDIATE, keeps the chain one line."""
+    stores = [await Store.open(store_url), await Store.open(store_url)]
+    try:
+        recorders = [Recorder(s) for s in stores]
+        for _ in range(3):
+            for recorder in recorders:
+                for n in range(8):
+                    log = await recorder.open_session("alice", "db", "postgres", "c")
+                    if n % 2:
+                        log.statement(draft(f"SELECT {n}"))
+                    log.close("client disconnected")
+            await asyncio.gather(*(r.flush() for r in recorders))
+        assert all(r.healthy for r in recorders), [r.problem for r in recorders]
+        sessions = await stores[0].list_sessions(user=None, limit=100)
+        assert sorted(s.chain_seq for s in sessions) == list(range(1, 49))
+        report = await verify_store(stores[1], [])
+        assert (report.problem, report.sealed) == (None, 48)
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_recovery_seals_sessions_left_open_only_where_their_owner_can_be_known(
+    store: Store,
+) -> None:
+    """A session whose recorder never closed it (a crash) is sealed at the next recorder's
+    start on SQLite; on PostgreSQL its owner may be a live replica, so it stays open."""
+    crashed = Recorder(store)  # never started, never closed: as if killed after the flush
+    log = await crashed.open_session("alice", "lab-host", "ssh", "c")
+    log.statement(draft("uptime"))
+    await crashed.flush()
+    last = (await store.session_chain(log.session_id))[-1]
+
+    recorder = Recorder(store)
+    recorder.start()
+    try:
+        await recorder.open_session("bob", "lab-host", "ssh", "c")  # after the recovery
+    finally:
+        await recorder.close()
+    record = await store.session_record(log.session_id)
+    assert record is not None
+    if store.engine.dialect.name == "sqlite":
+        assert (record.end_reason, record.last_seq, record.last_hash, record.chain_seq) == (
+            ORPHAN_REASON,
+            1,
+            last.hash,
+            1,
+        )
+        assert (await verify_store(store, [])).problem is None
+    else:
+        assert (record.ended_at, record.chain_seq) == (None, None)
+
+
+CHILD = """
+import asyncio, sys
+from datetime import UTC, datetime
+from central.recording import Recorder, StatementRecordDraft
+from central.store import Store
+
+async def main():
+    store = await Store.open(sys.argv[1])
+    recorder = Recorder(store)
+    recorder.start()
+    log = await recorder.open_session("alice", "lab-host", "ssh", "c")
+    log.statement(StatementRecordDraft(datetime.now(UTC), 1, "exec", "top", None, "ok", 0, None))
+    await recorder.flush()
+    print(log.session_id, flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_live_process_keeps_its_session_open_and_a_dead_ones_session_is_sealed(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'central.db'}"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        orphan = (await asyncio.to_thread(child.stdout.readline)).strip()
+        assert orphan, "the child recorded no session"
+        store = await Store.open(url)
+        try:
+            beside = Recorder(store)  # another recorder while the child lives
+            beside.start()
+            mine = await beside.open_session("bob", "lab-host", "ssh", "c")
+            mine.close("client disconnected")
+            await beside.close()
+            live = await store.session_record(orphan)
+            assert live is not None and live.ended_at is None  # its owner is alive
+
+            child.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(child.wait)
+            after = Recorder(store)
+            after.start()
+            await after.open_session("carol", "lab-host", "ssh", "c")
+            await after.close()
+            sealed = await store.session_record(orphan)
+            assert sealed is not None
+            assert (sealed.end_reason, sealed.last_seq, sealed.chain_seq) == (ORPHAN_REASON, 1, 2)
+            assert (await verify_store(store, [])).problem is None
+        finally:
+            await store.close()
+    finally:
+        child.kill()
+        child.wait()

@@ -94,7 +94,8 @@ class StatementView(_Model):
     decision: str
     rule: str | None
     # JSON {"columns": [...] | null, "rows": [[text | null, ...]], "more": bool}: the first
-    # rows of the result as the client received them (masked where rules mask).
+    # rows of the result as the client received them (masked where rules mask), with
+    # "masked": {column: rule} and "scanned": [column] when masking rules applied.
     result: str | None = None
     hash: str
 

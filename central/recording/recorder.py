@@ -71,7 +71,8 @@ class StatementRecordDraft:
     error: str | None
     decision: str = "forward"
     rule: str | None = None
-    # The first rows of the result as the client received them: {"columns", "rows", "more"}.
+    # The first rows of the result as the client received them: {"columns", "rows", "more"},
+    # and {"masked": {column: rule}, "scanned": [column]} where masking rules applied.
     result: dict[str, Any] | None = None
 
 

@@ -358,7 +358,8 @@ class StatementRecord(Base):
     decision: Mapped[str] = mapped_column(String(16))
     rule: Mapped[str | None] = mapped_column(String(255))
     # JSON {"columns": [...] | null, "rows": [[text | null, ...], ...], "more": bool}: the first
-    # rows of the result exactly as the client received them (after masking). In the hash
+    # rows of the result exactly as the client received them (after masking; "masked" maps
+    # masked or scanned columns to their rule, "scanned" lists the scanned ones). In the hash
     # when present; rows recorded before this column existed hash as they always did.
     result: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))

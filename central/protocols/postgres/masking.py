@@ -263,9 +263,13 @@ class SessionMasking:
     def describe(self, kind: str, name: str) -> None:
         self._expect.append(_Describe(kind, name))
 
-    def execute(self, portal: str) -> None:
+    def execute(self, portal: str) -> Plan:
+        """An Execute about to be forwarded; returns the plan its rows are masked by."""
         found = self._portals.get(portal)
-        self._expect.append(found if found is not None else _Portal(self._blind(), (), None))
+        if found is None:
+            found = _Portal(self._blind(), (), None)
+        self._expect.append(found)
+        return found.plan
 
     def close(self, kind: str, name: str) -> None:
         (self._statements if kind == "S" else self._portals).pop(name, None)
@@ -340,6 +344,11 @@ class SessionMasking:
             if status.name == "standard_conforming_strings":
                 self.backslash_escapes = status.value == "off"
         return frame.raw
+
+    def result_plan(self) -> Plan | None:
+        """The plan of the result whose rows come next (after its RowDescription has been
+        through `backend`): how its columns are masked, for the recording."""
+        return self._plan_of(self._expect[0] if self._expect else None)
 
     def _plan_of(self, head: _Expect) -> Plan | None:
         if isinstance(head, _Query):

@@ -2,51 +2,15 @@
 
 Drivers such as asyncpg send parameters in binary. The recording should say `101` and `new`,
 not `\\x00000065`, so binary values are decoded by their type (from Parse, or from the
-target's ParameterDescription); a type we do not know stays hex, which is still exact.
+target's ParameterDescription) to the text PostgreSQL itself prints (`binary.to_text`, shared
+with recorded results); a type we do not read stays hex, which is still exact.
 """
 
 from __future__ import annotations
 
-import struct
-import uuid
-from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from central.protocols.postgres.binary import to_text
 
 MAX_PARAM_TEXT = 1024
-_PG_EPOCH_DATE = date(2000, 1, 1)
-_PG_EPOCH = datetime(2000, 1, 1)
-
-
-def _text(value: bytes) -> str:
-    return value.decode("utf-8", "replace")
-
-
-def _unpack(fmt: str) -> Callable[[bytes], str]:
-    s = struct.Struct(fmt)
-    return lambda value: str(s.unpack(value)[0])
-
-
-_BINARY: dict[int, Callable[[bytes], str]] = {
-    16: lambda v: "true" if v == b"\x01" else "false",
-    20: _unpack("!q"),
-    21: _unpack("!h"),
-    23: _unpack("!i"),
-    26: _unpack("!I"),
-    700: _unpack("!f"),
-    701: _unpack("!d"),
-    19: _text,
-    25: _text,
-    1042: _text,
-    1043: _text,
-    114: _text,
-    3802: lambda v: _text(v[1:]),  # jsonb: a version byte, then the text
-    2950: lambda v: str(uuid.UUID(bytes=v)),
-    1082: lambda v: str(_PG_EPOCH_DATE + timedelta(days=struct.unpack("!i", v)[0])),
-    1114: lambda v: (_PG_EPOCH + timedelta(microseconds=struct.unpack("!q", v)[0])).isoformat(),
-    1184: lambda v: (
-        (_PG_EPOCH + timedelta(microseconds=struct.unpack("!q", v)[0])).isoformat() + "+00:00"
-    ),
-}
 
 
 def clip(text: str, limit: int = MAX_PARAM_TEXT) -> str:
@@ -66,12 +30,8 @@ def render_params(
             continue
         fmt = formats[0] if len(formats) == 1 else (formats[i] if i < len(formats) else 0)
         if fmt == 0:
-            out.append(clip(_text(value)))
+            out.append(clip(value.decode("utf-8", "replace")))
             continue
-        decode = _BINARY.get(types[i] if i < len(types) else 0)
-        try:
-            text = decode(value) if decode else "\\x" + value.hex()
-        except (struct.error, ValueError, OverflowError):
-            text = "\\x" + value.hex()
-        out.append(clip(text))
+        text = to_text(types[i] if i < len(types) else 0, value)
+        out.append(clip("\\x" + value.hex() if text is None else text))
     return out

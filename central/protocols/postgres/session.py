@@ -62,6 +62,7 @@ from central.protocols.postgres.tracker import (
     DATA_ROW,
     ERROR,
     READY,
+    ROW_DESC,
     TRACKED_BACKEND,
     StatementTracker,
     rows_from_tag,
@@ -312,15 +313,13 @@ class PostgresSession:
         elif kind == _E:
             execute = decode_frontend(frame)
             assert isinstance(execute, Execute)
-            self.tracker.execute(execute.portal)
-            if self.masking is not None:
-                self.masking.execute(execute.portal)
+            plan = None if self.masking is None else self.masking.execute(execute.portal)
+            self.tracker.execute(execute.portal, plan)
             self._forward_extended(frame, out)
         elif kind == _D:
             describe = decode_frontend(frame)
             assert isinstance(describe, Describe)
-            if describe.kind == "S":
-                self.tracker.describe_statement(describe.name)
+            self.tracker.describe(describe.kind, describe.name)
             if self.masking is not None:
                 self.masking.describe(describe.kind, describe.name)
             self._forward_extended(frame, out)
@@ -597,6 +596,12 @@ class PostgresSession:
                 out.append(rows)
                 continue
             raw = masking.backend(frame)
+            if frame.type == ROW_DESC:
+                # The recording reads the RowDescription itself (masking may have put its
+                # notice to the desktop app before it), with the plan of the rows it announces.
+                tracker.backend(frame, masking.result_plan())
+                out.append(raw)
+                continue
             if raw is not frame.raw:
                 frame = Frame(frame.type, raw)
             if frame.type in _MESSAGES:

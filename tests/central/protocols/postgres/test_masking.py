@@ -420,6 +420,64 @@ async def test_recordings_hold_what_the_client_saw_and_no_raw_value(
     assert binary["rows"][0][0] == "****" and binary["rows"][0][1].startswith("h:")
 
 
+async def test_recorded_results_name_the_masked_columns_and_their_rules(
+    gw: Gateway, psql: Psql, tmp_path: Path
+) -> None:
+    await psql("-c", "SELECT id, name, ssn, email FROM customers ORDER BY id")
+    await psql("-c", "SELECT leak_ssn(1) AS x")  # lineage cannot see inside: detectors scan
+    await psql("-c", "SELECT id, amount FROM orders")  # nothing masked
+    conn = await asyncpg.connect(gw.dsn)  # described once, executed in binary
+    try:
+        await (await conn.prepare("SELECT id, card, phone FROM customers WHERE id = $1")).fetch(1)
+    finally:
+        await conn.close()
+    # The desktop app gets a notice before each RowDescription with masked columns; the
+    # recording still reads the RowDescription, in the simple and the extended protocol.
+    desktop = Psql(gw, tmp_path / "desktop")
+    desktop.env["PGAPPNAME"] = "watchgate-desktop 0.1"
+    shown = (await desktop("-At", "-c", "SELECT id, ssn AS tax FROM customers")).check("psql")
+    assert shown.stdout.splitlines() == ["1|****", "2|****", "3|****"]
+    async with await psycopg.AsyncConnection.connect(
+        gw.dsn, application_name="watchgate-desktop 0.1"
+    ) as pconn:
+        cur = await pconn.execute("SELECT ssn, notes FROM customers WHERE id = %s", (2,))
+        assert await cur.fetchall() == [("****", "call after 5")]
+
+    await gw.central.recorder.flush()
+    results: dict[str, dict[str, Any]] = {}
+    for session in await gw.central.store.list_sessions(user=None, limit=100):
+        found = await gw.central.store.session_with_statements(session.id)
+        assert found is not None
+        results |= {s.sql: json.loads(s.result) for s in found[1] if s.result}
+    assert results["SELECT id, name, ssn, email FROM customers ORDER BY id"] == {
+        "columns": ["id", "name", "ssn", "email"],
+        "rows": [
+            ["1", "Ada", "****", "****@example.com"],
+            ["2", "Brian", "****", "****@bell.example"],
+            ["3", "Grace", "****", "****@navy.example"],
+        ],
+        "more": False,
+        "masked": {"ssn": "pii", "email": "contact"},
+    }
+    assert results["SELECT leak_ssn(1) AS x"] == {
+        "columns": ["x"],
+        "rows": [["****"]],
+        "more": False,
+        "masked": {"x": "content"},
+        "scanned": ["x"],
+    }
+    assert "masked" not in results["SELECT id, amount FROM orders"]
+    prepared = results["SELECT id, card, phone FROM customers WHERE id = $1"]
+    assert prepared["columns"] == ["id", "card", "phone"]
+    assert prepared["masked"] == {"card": "pii", "phone": "phones"}
+    [[ident, card, phone]] = prepared["rows"]
+    assert (ident, card) == ("1", "****") and phone.startswith("h:")
+    assert results["SELECT id, ssn AS tax FROM customers"]["masked"] == {"tax": "pii"}
+    by_desktop = results["SELECT ssn, notes FROM customers WHERE id = $1"]
+    assert by_desktop["rows"] == [["****", "call after 5"]]
+    assert by_desktop["masked"] == {"ssn": "pii"}
+
+
 async def test_a_failing_masker_withholds_the_result_and_says_so(
     gw: Gateway, psql: Psql, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,6 +62,7 @@ async def statements(gw: Gateway) -> list[dict[str, object]]:
             "rows": s.rows,
             "protocol": s.protocol,
             "error": s.error,
+            "result": json.loads(s.result) if s.result else None,
         }
         for s in found[1]
     ]
@@ -174,6 +175,80 @@ async def test_multi_statement_simple_query_and_errors_are_recorded(gw: Gateway)
     recorded = await statements(gw)
     failed = next(s for s in recorded if "no_such_table" in str(s["sql"]))
     assert failed["outcome"] == "error" and str(failed["error"]).startswith("42P01")
+
+
+# -- recorded results: what the user saw, whatever format the client asked for ----------------
+
+KINDS = (
+    "CREATE TABLE kinds (id int PRIMARY KEY, flag bool, big int8, ratio float8,"
+    " price numeric(10, 2), name varchar(20), code char(3), raw bytea, uid uuid, born date,"
+    " at timestamptz, span interval, doc jsonb, tags text[], addr inet, empty text);"
+    "INSERT INTO kinds VALUES (1, true, 9007199254740993, 0.1, 12.5, 'Ada', 'ab', '\\x00ff',"
+    " 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1815-12-10', '2024-05-01 12:30:00.25+02',"
+    " '1 day -02:00:00', '{\"b\": [1, 2.50], \"a\": null}', '{x,\"y z\",NULL}',"
+    " '10.0.0.1/24', NULL)"
+)
+KIND_COLUMNS = "id flag big ratio price name code raw uid born at span doc tags addr empty".split()
+# psql's text for the row (the server's own output, TimeZone UTC).
+KIND_TEXT = [
+    "1",
+    "t",
+    "9007199254740993",
+    "0.1",
+    "12.50",
+    "Ada",
+    "ab ",
+    "\\x00ff",
+    "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    "1815-12-10",
+    "2024-05-01 10:30:00.25+00",
+    "1 day -02:00:00",
+    '{"a": null, "b": [1, 2.50]}',
+    '{x,"y z",NULL}',
+    "10.0.0.1/24",
+    None,
+]
+
+
+async def test_results_in_binary_are_recorded_by_column_name_as_psql_shows_them(
+    gw: Gateway, target: str
+) -> None:
+    direct = await asyncpg.connect(target)
+    await direct.execute(KINDS)
+    await direct.close()
+    # asyncpg: Describe of the statement once, then Bind/Execute with every result column in
+    # binary (no RowDescription at execution); then a second statement the same way.
+    conn = await asyncpg.connect(gw.dsn)
+    try:
+        stmt = await conn.prepare("SELECT * FROM kinds WHERE id = $1")
+        assert (await stmt.fetchrow(1))["name"] == "Ada"
+        assert (await stmt.fetchrow(1))["tags"] == ["x", "y z", None]
+        await conn.fetch("SELECT * FROM kinds WHERE id >= $1", 1)
+    finally:
+        await conn.close()
+    # psycopg, prepared on the server: binary and text results (Describe of the portal).
+    async with await psycopg.AsyncConnection.connect(gw.dsn, autocommit=True) as pconn:
+        await pconn.execute("SET TimeZone = 'UTC'")  # for its text results
+        for binary in (True, False):
+            cur = await pconn.execute(
+                "SELECT * FROM kinds WHERE id = %s", (1,), prepare=True, binary=binary
+            )
+            assert (await cur.fetchone() or ())[5] == "Ada"
+    await gw.central.recorder.flush()
+    results = []
+    for session in await gw.central.store.list_sessions(user=None, limit=10):
+        found = await gw.central.store.session_with_statements(session.id)
+        assert found is not None
+        results += [
+            (s.sql, s.params, json.loads(s.result) if s.result else None)
+            for s in found[1]
+            if "FROM kinds" in s.sql
+        ]
+    assert len(results) == 5, results
+    for sql, params, result in results:
+        assert sql in ("SELECT * FROM kinds WHERE id = $1", "SELECT * FROM kinds WHERE id >= $1")
+        assert json.loads(params or "null") == ["1"]
+        assert result == {"columns": KIND_COLUMNS, "rows": [KIND_TEXT], "more": False}
 
 
 # -- refusals and failures ----------------------------------------------------------------------
@@ -291,5 +366,5 @@ def test_rows_from_tag() -> None:
 
 def test_render_params() -> None:
     assert render_params((b"abc", None, b"\x00\x01"), (0, 0, 1)) == ["abc", None, "\\x0001"]
-    assert render_params((b"\x00\x00\x00\x65", b"\x01"), (1,), (23, 16)) == ["101", "true"]
+    assert render_params((b"\x00\x00\x00\x65", b"\x01"), (1,), (23, 16)) == ["101", "t"]
     assert render_params((b"x" * 5000,), ()) == ["x" * 1024 + "…[3976 more]"]

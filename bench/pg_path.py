@@ -4,7 +4,9 @@
 
 Measures, each path in turn on this machine's PostgreSQL (127.0.0.1:5432):
   - pgbench -S (select-only, simple protocol) with N clients: transactions per second;
-  - a 1M-row select (pgbench_accounts at scale 10) read by psql: wall time.
+  - a 1M-row select (pgbench_accounts at scale 10) read by psql: wall time;
+  - pgbench -S -C (a new connection per transaction): sessions per second, each of which
+    Watchgate admits, records, seals into the chain across sessions and audits.
 Paths: direct; PgBouncer 1.x in session mode (Debian package, run as the postgres user);
 Watchgate = `watchgate connect` (local listener, own process, uvloop) + `watchgate-central serve`
 (own process) with the TLS tunnel between them. Prints each figure and its ratio to direct, and
@@ -62,11 +64,12 @@ def prepare(scale: int) -> None:
         sh("pgbench", "-i", "-q", "-s", str(scale), f"{PG}/{DB}")
 
 
-def pgbench_tps(url: str, clients: int, seconds: int) -> float:
+def pgbench_tps(url: str, clients: int, seconds: int, *, connect: bool = False) -> float:
     out = sh(
         "pgbench",
         "-n",
         "-S",
+        *(["-C"] if connect else []),
         "-c",
         str(clients),
         "-j",
@@ -287,6 +290,7 @@ def main() -> None:
     paths = args.only or ["direct", "pgbouncer", "watchgate"]
     tps: dict[str, float] = {}
     big: dict[str, float] = {}
+    churn: dict[str, float] = {}
     for name in paths:
         ctx = (
             contextlib.nullcontext(f"{PG}/{DB}")
@@ -307,9 +311,11 @@ def main() -> None:
             for spy in spies or []:
                 spy.wait()
             big[name] = big_select_seconds(url)
+            churn[name] = pgbench_tps(url, 2, max(2, args.seconds // 2), connect=True)
         print(
             f"{name:<10} pgbench -S -c {args.clients}: {tps[name]:9.0f} tps   "
-            f"1M-row select: {big[name]:6.2f} s",
+            f"1M-row select: {big[name]:6.2f} s   new connection per transaction (-C -c 2): "
+            f"{churn[name]:7.0f} sessions/s",
             flush=True,
         )
     print()
@@ -319,6 +325,7 @@ def main() -> None:
         if base_tps:
             line += f" tps {tps[name] / base_tps:5.2f}x direct"
             line += f"   1M-row select {big[name] / base_big:5.2f}x direct time" if base_big else ""
+            line += f"   sessions/s {churn[name] / churn['direct']:5.2f}x direct"
         print(line)
     if args.profile:
         for name in ("central", "localproxy"):

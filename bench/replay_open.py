@@ -1,6 +1,7 @@
-"""Opening and seeking a one-hour terminal recording in the replay viewer's engine.
+"""Opening and seeking a one-hour terminal recording: the replay engine, then end to end.
 
-    .venv/bin/python bench/replay_open.py [--minutes 60] [--seeks 200] [--seed 1]
+    .venv/bin/python bench/replay_open.py [--minutes 60] [--seeks 200] [--seed 1] [--no-engine]
+        [--no-app] [--app-seeks 100] [--chunking flush|size]
 
 Generates a realistic hour of an interactive shell as central's recorder writes it
 (`EventEncoder`: a keystroke's echo per event, output in chunks of up to 16 KiB, a "command:"
@@ -21,24 +22,66 @@ that trickle for minutes, `top` and a `vim` session on the alternate screen, a f
   screen: the emulator's work stays linear in what it is fed (no input makes it hang).
 
 Times are wall-clock (`time.perf_counter`) on one thread; first frame and index, best of --runs.
+
+Then (unless --no-app) the same figures end to end, the desktop app's way. The recording is
+stored as central's recorder stores a shell channel, with the recorder's own code (session row,
+header chunk, hash chain, seal; checked as `verify-audit` checks a store): a chunk per flush
+(every 50 ms) with output, cut early at 256 Ki characters (`--chunking size`: at 256 Ki only).
+A real central serves it from that SQLite store in a thread of its own (as another machine
+would: the app's loop is measured alone), and an admin reviewer signed in with a token opens it
+through `ReviewService` on the app's qasync loop, into a `ReplayView` painted offscreen:
+
+- (a) first frame available: `open_cast` (the HTTP download of the cast and its parse in a
+  worker thread) plus `frame_at` of the first moment with output; (b) first frame shown: the
+  same download and parse, then `set_replay` (which starts the index in a worker thread), a
+  seek to that moment and the view painted (`grab`). Target: under 1 s. Also the whole
+  "open a session" of the sessions page (`SessionView`: the session's detail, then the cast).
+- the index built in its worker thread; then seeks through the view at --app-seeks random
+  positions: `seek` (the frame, set on the widget) plus painting the view. Target: 200 ms.
+- seeks right after opening, while the index is still being built (what a reviewer who
+  clicks the seek bar at once gets).
+- where a slow download goes: the store's read of the cast (`Store.terminal_cast`, 16 chunks
+  per store session as the export route reads it, and 256 for comparison), and the download
+  and the parse apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import keyring.backends.null
+import qasync
+import shiboken6
+
+from app.services.account import Account
 from app.services.replay import Playback, TerminalReplay
+from app.services.review import ReviewService
 from app.services.terminal import MAX_COLS, MAX_ROWS, Emulator
+from app.ui.replay_view import ReplayView
+from app.ui.run import ensure_application
+from app.ui.session_view import SessionView
+from app.ui.tasks import Tasks
 from central.recording.asciicast import EventEncoder, header, header_line
+from central.recording.evidence import verify_store
+from central.recording.recorder import MAX_CHUNK, Recorder
+from central.store import Store
+from localproxy.tokens import TokenSet, TokenStore
+from tests.app.ui.conftest import CentralThread
+from tests.support.central import ROLES, make_config
 
 FIRST_FRAME_TARGET = 1.0
 SEEK_TARGET = 0.2
@@ -58,10 +101,16 @@ class Recording:
         self.now = 0.0
         self.cols, self.rows = cols, rows
         self.encoder = EventEncoder(0.0)
-        head = header(
-            cols, rows, timestamp=1_764_000_000, watchgate={"session": "s-bench", "channel": 0}
+        # What central's SSH gateway puts in a shell channel's header (the recorder adds the
+        # session and channel when it stores it).
+        self.head = header(
+            cols,
+            rows,
+            timestamp=1_764_000_000,
+            watchgate={"user": "alice", "resource": "lab-host", "kind": "shell", "pty": True},
         )
-        self.lines = [header_line(head)]
+        self.lines = [header_line(self.head)]
+        self.times = [0.0]  # when each line was written, for cutting chunks as the recorder does
         self.events = 0
 
     def wait(self, seconds: float) -> None:
@@ -94,9 +143,13 @@ class Recording:
     def text(self) -> str:
         return "".join(self.lines)
 
+    def exit(self, status: int) -> None:
+        self._add(self.encoder.exit(self.now, status))
+
     def _add(self, line: str) -> None:
         if line:
             self.lines.append(line)
+            self.times.append(self.now)
             self.events += 1
 
 
@@ -264,7 +317,7 @@ def one_hour(minutes: float, seed: int, cat_mb: float = 8.0) -> Recording:
         # Mostly a few seconds between commands; now and then minutes away (reading, a call).
         rec.wait(rng.uniform(1, 15) if rng.random() < 0.85 else rng.uniform(30, 300))
     rec.out(PROMPT + "exit\r\nlogout\r\n")
-    rec.lines.append(rec.encoder.exit(rec.now, 0))
+    rec.exit(0)
     return rec
 
 
@@ -295,7 +348,8 @@ def ticks(replay: TerminalReplay, start: float, speed: float) -> tuple[list[floa
     playback.set_speed(speed, 0.0)
     playback.seek(start, 0.0)
     playback.play(0.0)
-    idle, frames = [], []
+    idle: list[float] = []
+    frames: list[float] = []
     for i in range(int(600 / speed * 60)):
         t0 = time.perf_counter()
         frame = playback.tick(i / 60)
@@ -330,23 +384,238 @@ def row(name: str, seconds: float, target: float | None = None, note: str = "") 
     print(f"  {name:34s} {seconds * 1000:9.2f} ms   {ratio:22s} {note}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=60)
-    parser.add_argument("--cat-mb", type=float, default=8, help="MB of output in big `cat`s")
-    parser.add_argument("--seeks", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--hostile-mb", type=float, default=4)
-    args = parser.parse_args()
+# -- end to end: central's store and API, the app's service and viewer ------------------------
 
-    rec = one_hour(args.minutes, args.seed, args.cat_mb)
-    text = rec.text()
-    print(
-        f"recording: {rec.now / 60:.1f} min, {len(text.encode()) / 1e6:.1f} MB of cast, "
-        f"{rec.events} events"
+# A reviewer whose role is marked admin (not auditor), as in tests/app/services/test_review.py.
+ADMIN_ROLE = {"name": "security", "groups": ["dba-leads"], "resources": [], "admin": True}
+REVIEWER = "carol"
+CHANNEL = 0
+
+
+def cast_chunks(rec: Recording, flush: float | None) -> list[str]:
+    """The cast cut into chunks as central's recorder cuts a channel's lines: the header alone,
+    then what was written between two flushes (every `flush` seconds; None: no flushes), a
+    chunk cut early once it holds MAX_CHUNK characters."""
+    chunks = [rec.lines[0]]
+    buffered: list[str] = []
+    size, window = 0, -1
+    for at, line in zip(rec.times[1:], rec.lines[1:], strict=True):
+        now = int(at // flush) if flush else 0
+        if buffered and now != window:
+            chunks.append("".join(buffered))
+            buffered, size = [], 0
+        window = now
+        buffered.append(line)
+        size += len(line)
+        if size >= MAX_CHUNK:
+            chunks.append("".join(buffered))
+            buffered, size = [], 0
+    if buffered:
+        chunks.append("".join(buffered))
+    return chunks
+
+
+@dataclass
+class Stored:
+    session_id: str
+    chunks: list[int]  # characters of each chunk, the header's first
+    rows: int  # rows of the session's chain that verified
+    reads: dict[int, float]  # chunks per store session -> seconds to read the cast
+
+
+async def store_recording(url: str, rec: Recording, chunking: str) -> Stored:
+    """The recording stored as central's recorder stores a shell channel, by the recorder's
+    own code: the session row, the header chunk (`SessionLog.terminal`), each chunk a link of
+    the session's chain (`SessionLog._chunk`), the end and the seal (`Recorder.flush`). Then
+    checked as `verify-audit` checks a store, and read back as the export route reads it."""
+    store = await Store.open(url)
+    recorder = Recorder(store)  # not started: flushed by hand
+    try:
+        chunks = cast_chunks(rec, recorder.flush_interval if chunking == "flush" else None)
+        log = await recorder.open_session("alice", "lab-host", "ssh", "127.0.0.1")
+        terminal = log.terminal(CHANNEL, rec.head)
+        for data in chunks[1:]:
+            log._chunk(CHANNEL, data)
+        terminal.close()
+        log.close("ended")
+        await recorder.flush()
+        report = await verify_store(store, [])
+        if report.problem is not None or report.sealed != 1:
+            raise SystemExit(f"the stored recording does not verify: {report.problem}")
+        reads: dict[int, float] = {}
+        for batch in (16, 256, 16, 256):
+            start = time.perf_counter()
+            async for _ in store.terminal_cast(log.session_id, CHANNEL, batch=batch):
+                pass
+            spent = time.perf_counter() - start
+            reads[batch] = min(reads.get(batch, spent), spent)
+    finally:
+        await recorder.close()
+        await store.close()
+    return Stored(log.session_id, [len(c) for c in chunks], report.rows, reads)
+
+
+async def download(account: Account, session_id: str) -> bytes:
+    """The cast's bytes as `ReviewService.open_cast` downloads them, without the parse."""
+    data = bytearray()
+    async with account.client() as api, api.export(session_id, "asciicast", CHANNEL) as body:
+        async for piece in body:
+            data += piece
+    return bytes(data)
+
+
+def seek_and_paint(view: ReplayView, at: float) -> tuple[float, float]:
+    """Seconds to seek the view to `at` (the frame, set on the widget), and to paint it."""
+    start = time.perf_counter()
+    view.seek(at)
+    sought = time.perf_counter()
+    view.grab()
+    return sought - start, time.perf_counter() - sought
+
+
+async def viewer(url: str, token: str, stored: Stored, seeks: int, seed: int) -> None:
+    """Open the stored recording as the app does, and print the figures."""
+    tokens = TokenStore(keyring.backends.null.Keyring())  # no keyring here: held in memory
+    tokens.save(url, TokenSet(token))
+    account = Account(url, tokens)
+    me = await account.restore()
+    if me is None or not me.admin:
+        raise SystemExit(f"{REVIEWER} did not sign in as an admin reviewer")
+    service = ReviewService(account)
+    failures: list[str] = []
+    tasks = Tasks(lambda what, exc: failures.append(f"{what}: {exc!r}"))
+    view = ReplayView(tasks)
+    view.resize(1200, 760)
+    view.show()
+    sessions = SessionView(service, tasks)
+    sessions.resize(1400, 860)
+    try:
+        # (a) and (b): one open, timed up to the frame and up to the frame painted.
+        start = time.perf_counter()
+        replay = await service.open_cast(stored.session_id, CHANNEL)
+        opened = time.perf_counter() - start
+        first = replay.next_change(0.0) or 0.0
+        start = time.perf_counter()
+        replay.frame_at(first)
+        framed = time.perf_counter() - start
+        start = time.perf_counter()
+        view.set_replay(replay)  # paints the frame at 0, starts the index in a worker thread
+        indexing = view._indexing
+        view.seek(first)
+        view.grab()
+        shown = time.perf_counter() - start
+        assert indexing is not None
+        complete = await indexing
+        indexed = time.perf_counter() - start
+        assert complete and replay.indexed == 1.0
+
+        rng = random.Random(seed)
+        positions = [rng.uniform(0, replay.duration) for _ in range(seeks)]
+        timed = [seek_and_paint(view, at) for at in positions]
+        totals = [s + p for s, p in timed]
+
+        # The sessions page's "open": the detail (statements), then the cast, then shown.
+        sessions.show()
+        start = time.perf_counter()
+        await sessions.open_session(stored.session_id)
+        sessions.grab()
+        whole = time.perf_counter() - start
+        await sessions.replay.aclose()
+
+        # Where the time of the session page's open and of open_cast goes.
+        start = time.perf_counter()
+        await service.detail(stored.session_id)
+        detailed = time.perf_counter() - start
+        start = time.perf_counter()
+        data = await download(account, stored.session_id)
+        downloaded = time.perf_counter() - start
+        start = time.perf_counter()
+        fresh = await asyncio.to_thread(TerminalReplay.open, data.decode())
+        parsed = time.perf_counter() - start
+
+        # Seeks at once after opening, while the index is being built, a reviewer's pace apart.
+        view.set_replay(fresh)
+        early: list[tuple[float, float]] = []
+        for at in positions[:10]:
+            done = fresh.indexed
+            sought, painted = seek_and_paint(view, at)
+            early.append((sought + painted, done))
+            await asyncio.sleep(0.1)
+    finally:
+        await sessions.replay.aclose()
+        await view.aclose()
+        await tasks.aclose()
+        await account.aclose()
+        shiboken6.delete(sessions)
+        shiboken6.delete(view)
+    if failures:
+        raise SystemExit(f"the viewer reported failures: {failures}")
+
+    size = len(data)
+    print(f"  {size / 1e6:.1f} MB downloaded; first output at {first:.1f} s")
+    print()
+    print(f"  {'':34s} {'time':>12s}   {'vs target':22s}")
+    row("download (export, bytes only)", downloaded, note=f"{size / downloaded / 1e6:.1f} MB/s")
+    row("parse (TerminalReplay.open, thread)", parsed)
+    row("open_cast (download + parse)", opened)
+    row("(a) first frame available", opened + framed, FIRST_FRAME_TARGET, "open_cast + frame_at")
+    row(
+        "(b) first frame shown",
+        opened + shown,
+        FIRST_FRAME_TARGET,
+        f"open_cast + set_replay, seek, paint ({shown * 1000:.0f} ms)",
     )
+    row("open the session (SessionView)", whole, FIRST_FRAME_TARGET, "detail + open_cast + paint")
+    row("  of which detail", detailed, note="the session, its content pages (chunks too)")
+    row("index (worker thread)", indexed, note=f"{len(replay._keys)} keyframes")
+    row(f"seek + paint, median of {len(totals)}", statistics.median(totals), SEEK_TARGET)
+    row("seek + paint, p95", percentile(totals, 0.95), SEEK_TARGET)
+    row("seek + paint, max", max(totals), SEEK_TARGET)
+    row("  of which seek, median", statistics.median(s for s, _ in timed))
+    row("  of which paint, median", statistics.median(p for _, p in timed))
+    ahead = [t for t, _ in early]
+    row(
+        f"seek while indexing, median of {len(early)}",
+        statistics.median(ahead),
+        SEEK_TARGET,
+        f"index {early[0][1]:.0%} to {early[-1][1]:.0%} built meanwhile",
+    )
+    row("seek while indexing, max", max(ahead), SEEK_TARGET)
 
+
+def end_to_end(rec: Recording, chunking: str, seeks: int, seed: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="wg-replay-") as tmp:
+        root = Path(tmp) / "central"
+        config = make_config(root, 1)  # for its store_url: where running_central puts it
+        config.data_dir.mkdir(parents=True, mode=0o700)
+        start = time.perf_counter()
+        stored = asyncio.run(store_recording(config.store_url, rec, chunking))
+        written = time.perf_counter() - start
+        sizes = stored.chunks
+        print(
+            f"\nend to end: central (SQLite, own thread) -> HTTP -> ReviewService -> ReplayView"
+            f" (offscreen), as {REVIEWER} (admin)"
+        )
+        print(
+            f"  stored in {written:.1f} s: {len(sizes)} chunks ({chunking}: the header, then"
+            f" median {statistics.median(sizes[1:]):.0f}, largest {max(sizes) / 1024:.0f} Ki"
+            f" characters); chain of {stored.rows} rows verified, sealed"
+        )
+        reads = ", ".join(
+            f"{n} chunks a session {t * 1000:.0f} ms" for n, t in sorted(stored.reads.items())
+        )
+        print(f"  store read of the cast (terminal_cast, no HTTP): {reads}")
+        with CentralThread(root, roles=[*ROLES, ADMIN_ROLE]) as central:
+            loop = qasync.QEventLoop(ensure_application())
+            asyncio.set_event_loop(loop)
+            with loop:
+                loop.run_until_complete(
+                    viewer(central.url, central.token(REVIEWER), stored, seeks, seed)
+                )
+
+
+def engine(text: str, args: argparse.Namespace) -> None:
+    """The engine's figures on the cast's text."""
     opened, _ = best(args.runs, lambda: TerminalReplay.open(text))
     shown, (replay, first) = best(args.runs, lambda: first_frame(text))
     output = replay._cost[-1]
@@ -411,6 +680,43 @@ def main() -> None:
     for name, unit in HOSTILE.items():
         seconds = hostile(unit, args.hostile_mb)
         print(f"  {name:34s} {seconds * 1000:9.1f} ms   {args.hostile_mb / seconds:6.1f} MB/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--cat-mb", type=float, default=8, help="MB of output in big `cat`s")
+    parser.add_argument("--seeks", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--hostile-mb", type=float, default=4)
+    parser.add_argument(
+        "--no-engine", action="store_true", help="skip the engine's figures on the cast's text"
+    )
+    parser.add_argument(
+        "--no-app", action="store_true", help="skip the end-to-end measure (central, app viewer)"
+    )
+    parser.add_argument("--app-seeks", type=int, default=100)
+    parser.add_argument(
+        "--chunking",
+        choices=("flush", "size"),
+        default="flush",
+        help="how the stored cast is cut: a chunk per recorder flush (50 ms) cut early at 256 Ki"
+        " characters, as live recording does; or at 256 Ki characters only",
+    )
+    args = parser.parse_args()
+
+    rec = one_hour(args.minutes, args.seed, args.cat_mb)
+    text = rec.text()
+    print(
+        f"recording: {rec.now / 60:.1f} min, {len(text.encode()) / 1e6:.1f} MB of cast, "
+        f"{rec.events} events; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
+
+    if not args.no_engine:
+        engine(text, args)
+    if not args.no_app:
+        end_to_end(rec, args.chunking, args.app_seeks, args.seed)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ Paths, each measured in turn with the real OpenSSH client:
   - Watchgate: `watchgate connect` (own process) + `watchgate-central serve` (own process), TLS
     tunnel between them; central terminates SSH and opens its own SSH connection to sshd.
 Figures: a 200 MB upload and download with scp (SFTP protocol, OpenSSH's default) and a 200 MB
-stream through an exec channel (`cat > /dev/null`); keystroke echo latency on a PTY (one byte
-typed into `cat` on the target, time until it comes back), median and p95 over N keys.
+stream through an exec channel (`cat > /dev/null`); text output in an interactive shell on a PTY
+(`cat` of MB/4 of base64 lines, as a log tail prints: this is the path that is recorded whole,
+and whose text central indexes for search); keystroke echo latency on a PTY (one byte typed
+into `cat` on the target, time until it comes back), median and p95 over N keys.
 Each figure is printed with its ratio to direct.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import os
 import shutil
@@ -50,6 +53,10 @@ class Path_:
 
     def ssh(self, *args: str) -> list[str]:
         return ["ssh", "-p", str(self.port), *self.options, f"{self.user}@127.0.0.1", *args]
+
+    def shell(self) -> list[str]:
+        """An interactive shell on a PTY, fed its commands on stdin."""
+        return ["ssh", "-tt", "-p", str(self.port), *self.options, f"{self.user}@127.0.0.1"]
 
     def scp(self, *args: str) -> list[str]:
         return ["scp", "-q", "-P", str(self.port), *self.options, *args]
@@ -190,9 +197,21 @@ def write_blob(path: Path, mb: int) -> None:
             f.write(os.urandom(1 << 20))
 
 
+def write_text(path: Path, mb: int) -> None:
+    """`mb` MB of printable lines: what a terminal shows when someone cats a log."""
+    with open(path, "wb") as f:
+        for _ in range(mb * 16):
+            f.write(base64.encodebytes(os.urandom(48 * 1024)))
+
+
 async def run(work: Path, mb: int, keys: int, repeat: int) -> None:
     blob = work / "blob.bin"
     write_blob(blob, mb)
+    text_mb = max(1, mb // 4)
+    text = work / "text.txt"
+    write_text(text, text_mb)
+    script = work / "shell-script"
+    script.write_text(f"stty -echo; cat {text}; exit\n")
     remote = work / "remote"
     remote.mkdir()
     async with target(work) as sshd:
@@ -237,6 +256,9 @@ async def run(work: Path, mb: int, keys: int, repeat: int) -> None:
                 )
                 stream = path.ssh("cat > /dev/null")
                 r["exec stream"] = mb / timed(stream, stdin=blob, repeat=repeat)
+                r["shell output"] = (
+                    text.stat().st_size / 1e6 / timed(path.shell(), stdin=script, repeat=repeat)
+                )
                 if path.name in ("direct", "Watchgate"):  # through asyncssh, as a client
                     r["key median ms"], r["key p95 ms"] = await key_latency(path, known, keys)
                 results[path.name] = r

@@ -51,6 +51,8 @@ _CSI = re.compile(r"\x1b\[([\x30-\x3f]*)[\x20-\x2f]*([\x40-\x7e])")
 # What ends an OSC/DCS/SOS/PM/APC string: BEL, ESC (of ST), or the C1 ST.
 _STRING_END = re.compile(r"[\x07\x1b\x9c]")
 _STRING_STARTS = frozenset("]PX^_")
+# The runs of LFs that blank lines leave in a block of plain lines.
+_BLANK_LINES = re.compile(r"\n\n+")
 
 # Parser states.
 _GROUND, _ESC, _ESC_INTER, _CSI_STATE, _STRING, _STRING_ESC = range(6)
@@ -58,7 +60,12 @@ _GROUND, _ESC, _ESC_INTER, _CSI_STATE, _STRING, _STRING_ESC = range(6)
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One line of output as it stood when it ended, and when its first character came."""
+    """Output lines as they stood when they ended, and when their first character came.
+
+    Usually one line; a run of plain lines that came in one read is one `Line` whose text
+    holds them joined by newlines (they share their time): making an object per line cost
+    more than all the parsing of a `cat` of a log.
+    """
 
     at: float
     text: str
@@ -226,13 +233,18 @@ class TextIndexer:
         # Everything else (colours, modes, reports, scroll regions) puts nothing on the line.
 
     def _plain(self, block: str) -> bool:
-        """Plain lines at once, as the slow path would take them; False (nothing done) when
-        one is too long, to be cut by the slow path."""
-        lines = block.split("\n")[:-1]
-        if any(len(line) > self._max for line in lines):
+        """Plain lines at once, as the slow path would take them (trailing blanks removed,
+        blank lines left out); False (nothing done) when one is too long, to be cut by the
+        slow path. Every step runs in C: this is the path of a `cat` of megabytes."""
+        parts = block.split("\n")
+        if len(block) > self._max and max(map(len, parts)) > self._max:
             return False
-        now = self._now
-        self._out += [Line(now, t) for line in lines if (t := line.rstrip("\r").rstrip())]
+        text = "\n".join(map(str.rstrip, parts))  # CRs are blanks to rstrip too
+        if "\n\n" in text:
+            text = _BLANK_LINES.sub("\n", text)
+        text = text.strip("\n")
+        if text:
+            self._out.append(Line(self._now, text))
         self._cursor = 0
         return True
 
@@ -286,8 +298,10 @@ def stored(lines: Iterable[Line]) -> tuple[str, str]:
     list of their start times (seconds, to the microsecond, as the cast writes them)."""
     items = list(lines)
     text = "\n".join(line.text for line in items)
-    times = json.dumps([round(line.at, 6) for line in items], separators=(",", ":"))
-    return text, times
+    starts: list[float] = []
+    for line in items:
+        starts += [round(line.at, 6)] * (line.text.count("\n") + 1)
+    return text, json.dumps(starts, separators=(",", ":"))
 
 
 def line_at(text: str, times: str, index: int) -> float | None:

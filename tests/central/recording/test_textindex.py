@@ -30,7 +30,7 @@ def lines_of(*reads: bytes, finish: bool = True) -> list[tuple[float, str]]:
         out += indexer.feed(float(at), data)
     if finish:
         out += indexer.finish()
-    return [(line.at, line.text) for line in out]
+    return [(line.at, part) for line in out for part in line.text.split("\n")]
 
 
 # -- playbooks ----------------------------------------------------------------------------------
@@ -219,17 +219,18 @@ def test_fuzz_never_raises_and_output_is_bounded_by_input(reads: list[bytes], wi
         out += indexer.feed(float(at), data)
     out += indexer.finish()
 
-    assert sum(len(line.text) for line in out) <= sum(map(len, reads))
-    for line in out:
-        assert 0 < len(line.text) <= width
-        assert line.text == line.text.rstrip()
-        assert not re.search(r"[\x00-\x1f\x7f-\x9f]", line.text)
+    texts = [part for line in out for part in line.text.split("\n")]
+    assert sum(map(len, texts)) <= sum(map(len, reads))
+    for part in texts:
+        assert 0 < len(part) <= width
+        assert part == part.rstrip()
+        assert not re.search(r"[\x00-\x1f\x7f-\x9f]", part)
     times = [line.at for line in out]
     assert times == sorted(times) and all(0 <= t < max(len(reads), 1) for t in times)
     # Where the reads were split changes the times, never the text.
     whole = TextIndexer(max_line=width)
     again = whole.feed(0.0, b"".join(reads)) + whole.finish()
-    assert [line.text for line in again] == [line.text for line in out]
+    assert [part for line in again for part in line.text.split("\n")] == texts
 
 
 # -- the recorder writes each chunk's text beside it --------------------------------------------

@@ -566,7 +566,7 @@ async def viewer(url: str, token: str, stored: Stored, seeks: int, seed: int) ->
         f"open_cast + set_replay, seek, paint ({shown * 1000:.0f} ms)",
     )
     row("open the session (SessionView)", whole, FIRST_FRAME_TARGET, "detail + open_cast + paint")
-    row("  of which detail", detailed, note="the session, its content pages (chunks too)")
+    row("  of which detail", detailed, note="the session, its statements, paged")
     row("index (worker thread)", indexed, note=f"{len(replay._keys)} keyframes")
     row(f"seek + paint, median of {len(totals)}", statistics.median(totals), SEEK_TARGET)
     row("seek + paint, p95", percentile(totals, 0.95), SEEK_TARGET)

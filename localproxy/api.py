@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -163,12 +163,18 @@ class CentralClient:
         )
 
     async def review_content(
-        self, session_id: str, *, after: int = 0, limit: int | None = None
+        self,
+        session_id: str,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        only: Literal["statement", "terminal"] | None = None,
     ) -> ContentPage:
-        """The session's statements and terminal chunks after seq `after`; continue with the
-        page's `next_after`."""
+        """The session's statements and terminal chunks after seq `after` (with `only`, those
+        of one type); continue with the page's `next_after`."""
         path = f"/review/sessions/{quote(session_id, safe='')}/content"
-        return ContentPage.model_validate(await self._get(path, {"after": after, "limit": limit}))
+        params = {"after": after, "limit": limit, "type": only}
+        return ContentPage.model_validate(await self._get(path, params))
 
     async def search(
         self,

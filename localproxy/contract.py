@@ -123,8 +123,9 @@ class SessionDetail(SessionSummary):
 #
 # /api/review/sessions          ReviewPage: filtered sessions, newest first, paged by `before`
 # /api/review/sessions/{id}     ReviewSession: the session, its casts and its seal
-# /api/review/sessions/{id}/content?after=SEQ&limit=N   ContentPage: statements and terminal
-#                               chunks in seq order (the session's hash chain), paged
+# /api/review/sessions/{id}/content?after=SEQ&limit=N[&type=statement|terminal]   ContentPage:
+#                               statements and terminal chunks in seq order (the session's
+#                               hash chain), paged; `type` keeps one of the two
 # /api/review/search?q=TEXT     list[SearchHit]: statements and terminal output
 # /api/review/sessions/{id}/export?format=jsonl|asciicast[&channel=N]   streamed file
 # /api/review/bundle?since=&until=   streamed evidence bundle (JSON lines), verifiable with

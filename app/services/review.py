@@ -63,15 +63,17 @@ class ReviewService:
 
         Read from the review routes, which show any session to a reviewer (the /api/sessions
         routes show others' sessions to auditors only). The statements come from the
-        session's content pages, which also carry its terminal chunks: those are skipped
-        here, `open_cast` reads a channel's recording as one file.
+        session's content pages of statements only: its terminal chunks are left to
+        `open_cast`, which reads a channel's recording as one file.
         """
         async with self._account.client() as api:
             found = await api.review_session(session_id)
             statements: list[StatementView] = []
             after = 0
             while True:
-                page = await api.review_content(found.id, after=after, limit=_CONTENT_PAGE)
+                page = await api.review_content(
+                    found.id, after=after, limit=_CONTENT_PAGE, only="statement"
+                )
                 statements += [i.statement for i in page.items if i.statement is not None]
                 if page.next_after is None:
                     break

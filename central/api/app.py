@@ -65,6 +65,9 @@ from localproxy.contract import (
 )
 
 KEEPALIVE = 15.0  # seconds between SSE comments, so idle proxies do not cut the stream
+# Bytes of a cast download's response piece: a recording is thousands of small chunks (one
+# per recorder flush) and each piece costs a send, so chunks are joined up to this size.
+CAST_PIECE = 256 * 1024
 
 
 def create_app(central: Central) -> FastAPI:
@@ -408,13 +411,16 @@ def _review_routes(
         who: Reviewer,
         after: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=2000)] = 500,
+        only: Annotated[Literal["statement", "terminal"] | None, Query(alias="type")] = None,
     ) -> ContentPage:
         """The session's statements and terminal chunks after seq `after`, in seq order (its
-        hash chain), at most `limit` rows and about 4 MiB: continue with `next_after`."""
+        hash chain), at most `limit` rows and about 4 MiB: continue with `next_after`. With
+        `type`, only its statements or only its terminal chunks (the viewer pages through the
+        statements and downloads a channel's cast whole)."""
         row = await existing(session_id)
-        page = await review.content_page(central.store, row.id, after=after, limit=limit)
+        page = await review.content_page(central.store, row.id, after=after, limit=limit, only=only)
         await central.audit.record(
-            "review.viewed", by=who.user, what="content", session=row.id, after=after
+            "review.viewed", by=who.user, what="content", session=row.id, after=after, type=only
         )
         return ContentPage(items=[_content_item(r) for r in page.rows], next_after=page.next_after)
 
@@ -542,10 +548,29 @@ async def _cast_download(central: Central, session_id: str, channel: int) -> Str
     first = await anext(chunks, None)
     if first is None:
         raise HTTPException(404, "no such terminal recording")
-    return _download(_then(first, chunks), CAST_MEDIA_TYPE, f"{session_id}-{channel}.cast")
+    body = _pieces(_then(first, chunks), CAST_PIECE)
+    return _download(body, CAST_MEDIA_TYPE, f"{session_id}-{channel}.cast")
 
 
-def _download(body: AsyncIterator[str], media_type: str, filename: str) -> StreamingResponse:
+async def _pieces(chunks: AsyncIterator[str], size: int) -> AsyncIterator[bytes]:
+    """The chunks as UTF-8, joined into pieces of at most `size` bytes (a larger chunk goes
+    alone): never more than that is held."""
+    held: list[bytes] = []
+    total = 0
+    async for chunk in chunks:
+        data = chunk.encode()
+        if held and total + len(data) > size:
+            yield b"".join(held)
+            held, total = [], 0
+        held.append(data)
+        total += len(data)
+    if held:
+        yield b"".join(held)
+
+
+def _download(
+    body: AsyncIterator[str] | AsyncIterator[bytes], media_type: str, filename: str
+) -> StreamingResponse:
     return StreamingResponse(
         body,
         media_type=media_type,

@@ -29,6 +29,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    ColumnElement,
     CursorResult,
     LargeBinary,
     Select,
@@ -64,7 +65,7 @@ from central.store.models import (
     new_id,
 )
 
-__all__ = ["Store", "StoreError", "TerminalChannel"]
+__all__ = ["Store", "StoreError", "TerminalChannel", "within_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,11 @@ _POSTGRESQL_SCHEMES: Final = frozenset({"postgresql", "postgresql+asyncpg", "pos
 _PG_CONNECT_TIMEOUT_SECONDS: Final = 10
 # Key of the PostgreSQL advisory lock that serialises migrations of replicas starting together.
 _PG_MIGRATION_LOCK: Final = 0x57617463_68676174  # "Watchgat"
+# Of a cast read by `Store.terminal_cast`, per short store session: the recorder cuts a chunk
+# at every flush with output (an hour of a busy shell is thousands of chunks), so the reads
+# are in batches of many chunks, bounded in bytes too (a chunk may be hundreds of KiB).
+CAST_BATCH: Final = 256  # chunks
+CAST_BUDGET: Final = 4 * 1024 * 1024  # bytes (at least one chunk, whatever its size)
 
 
 # What an approval decides: the evidence export reads both kinds alike.
@@ -101,6 +107,17 @@ class TerminalChannel:
     channel: int
     header: str
     size: int
+
+
+def within_budget(sizes: Iterable[int], budget: int) -> int:
+    """How many of the first rows of these sizes fit in `budget`: at least one (if any),
+    whatever its size."""
+    taken, total = 0, 0
+    for size in sizes:
+        if taken and total + size > budget:
+            break
+        taken, total = taken + 1, total + size
+    return taken
 
 
 class Store:
@@ -361,11 +378,7 @@ class Store:
 
     async def terminal_channels(self, session_id: str) -> list[TerminalChannel]:
         """The session's recorded terminal channels, by channel number."""
-        size = (
-            func.octet_length(TerminalChunk.data)
-            if self._engine.dialect.name == "postgresql"
-            else func.length(sql_cast(TerminalChunk.data, LargeBinary))
-        )
+        size = self._chunk_size()
         async with self._sessions() as session:
             totals = (
                 await session.execute(
@@ -388,30 +401,53 @@ class Store:
         ]
 
     async def terminal_cast(
-        self, session_id: str, channel: int, *, batch: int = 16
+        self,
+        session_id: str,
+        channel: int,
+        *,
+        batch: int = CAST_BATCH,
+        budget: int = CAST_BUDGET,
     ) -> AsyncIterator[str]:
-        """The channel's cast, chunk by chunk in seq order, read `batch` chunks per short
-        store session: a long recording streams without holding a connection meanwhile."""
+        """The channel's cast, chunk by chunk in seq order, read per short store session: up
+        to `batch` chunks and about `budget` bytes (at least one chunk). The sizes are read
+        first, so that chunks past the budget are never loaded; a batch is handed out only
+        after its store session has ended, so a slow consumer holds no connection."""
+        of_channel = (TerminalChunk.session_id == session_id, TerminalChunk.channel == channel)
+        size = self._chunk_size()
         after = -1
         while True:
             async with self._sessions() as session:
-                rows = (
+                sizes = (
                     await session.execute(
-                        select(TerminalChunk.seq, TerminalChunk.data)
-                        .where(
-                            TerminalChunk.session_id == session_id,
-                            TerminalChunk.channel == channel,
-                            TerminalChunk.seq > after,
-                        )
+                        select(TerminalChunk.seq, size)
+                        .where(*of_channel, TerminalChunk.seq > after)
                         .order_by(TerminalChunk.seq)
                         .limit(batch)
                     )
                 ).all()
-            for seq, data in rows:
-                after = seq
+                taken = within_budget([int(n or 0) for _, n in sizes], budget)
+                if not taken:
+                    return
+                last = int(sizes[taken - 1][0])
+                rows = (
+                    await session.execute(
+                        select(TerminalChunk.data)
+                        .where(*of_channel, TerminalChunk.seq > after, TerminalChunk.seq <= last)
+                        .order_by(TerminalChunk.seq)
+                    )
+                ).all()
+            for (data,) in rows:
                 yield data
-            if len(rows) < batch:
-                return
+            if taken == len(sizes) and len(sizes) < batch:
+                return  # all there was
+            after = last
+
+    def _chunk_size(self) -> ColumnElement[int]:
+        """A terminal chunk's size in bytes, without fetching it on PostgreSQL (read from the
+        TOAST header)."""
+        if self._engine.dialect.name == "postgresql":
+            return func.octet_length(TerminalChunk.data)
+        return func.length(sql_cast(TerminalChunk.data, LargeBinary))
 
     # -- seals and evidence -------------------------------------------------------------------
 

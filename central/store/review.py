@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from central.recording.textindex import line_at
-from central.store.db import Store
+from central.store.db import Store, within_budget
 from central.store.models import SessionRecord, StatementRecord, TerminalChunk, TerminalText
 
 __all__ = [
@@ -194,17 +194,28 @@ class ContentPage:
 
 
 async def content_page(
-    store: Store, session_id: str, *, after: int, limit: int, budget: int = PAGE_BYTES
+    store: Store,
+    session_id: str,
+    *,
+    after: int,
+    limit: int,
+    budget: int = PAGE_BYTES,
+    only: str | None = None,
 ) -> ContentPage:
     """The session's statements and terminal chunks after seq `after`, merged in seq order:
-    at most `limit` rows and about `budget` bytes (at least one row, whatever its size). The
-    sizes are read first, so that rows past the budget are never loaded."""
+    at most `limit` rows and about `budget` bytes (at least one row, whatever its size); with
+    `only` ("statement" or "terminal"), rows of that kind alone. The sizes are read first, so
+    that rows past the budget are never loaded."""
+    kinds: list[tuple[type[StatementRecord] | type[TerminalChunk], ColumnElement[int]]] = []
+    if only in (None, "statement"):
+        kinds.append((StatementRecord, _statement_size(store)))
+    if only in (None, "terminal"):
+        kinds.append((TerminalChunk, _size(store, TerminalChunk.data)))
+    if not kinds:
+        raise ValueError(f"content of type {only!r}: statement or terminal")
     async with store.session() as s:
         sizes: list[Iterable[tuple[int, int]]] = []
-        for model, measure in (
-            (StatementRecord, _statement_size(store)),
-            (TerminalChunk, _size(store, TerminalChunk.data)),
-        ):
+        for model, measure in kinds:
             found = await s.execute(
                 select(model.seq, measure)
                 .where(model.session_id == session_id, model.seq > after)
@@ -213,16 +224,12 @@ async def content_page(
             )
             sizes.append([(int(seq), int(n or 0)) for seq, n in found])
         merged = list(heapq.merge(*sizes))
-        taken, total = 0, 0
-        for _, nbytes in merged[:limit]:
-            if taken and total + nbytes > budget:
-                break
-            taken, total = taken + 1, total + nbytes
+        taken = within_budget((nbytes for _, nbytes in merged[:limit]), budget)
         if not taken:
             return ContentPage([], None)
         last = merged[taken - 1][0]
         rows: list[StatementRecord | TerminalChunk] = []
-        for model in (StatementRecord, TerminalChunk):
+        for model, _ in kinds:
             found_rows = await s.scalars(
                 select(model)
                 .where(model.session_id == session_id, model.seq > after, model.seq <= last)

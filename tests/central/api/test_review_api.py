@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 import tests.support.ssh_gateway as ssh_support
+from central.api.app import CAST_PIECE, _pieces
 from central.recording import StatementRecordDraft, asciicast
 from central.recording.asciicast import read_cast
 from central.recording.evidence import verify_bundle
@@ -201,6 +202,90 @@ async def test_unknown_sessions_are_404_on_every_session_route(central: Running)
     assert bad.status_code == 400 and bad.json()["reason"].startswith("query.format:")
     content = await get(central.url, f"/api/review/sessions/{session_id}/content", bob, limit=2001)
     assert content.status_code == 400
+
+
+async def test_content_is_filtered_to_statements_or_terminal_chunks(central: Running) -> None:
+    session_id = await recorded(central, "alice", blocked=True)
+    path = f"/api/review/sessions/{session_id}/content"
+    bob = token(central, "bob")
+
+    both = ContentPage.model_validate((await get(central.url, path, bob)).json())
+    statements = ContentPage.model_validate(
+        (await get(central.url, path, bob, type="statement")).json()
+    )
+    terminal = ContentPage.model_validate(
+        (await get(central.url, path, bob, type="terminal")).json()
+    )
+
+    assert {i.type for i in both.items} == {"statement", "terminal"}
+    assert statements.items == [i for i in both.items if i.type == "statement"]
+    assert [i.statement.sql for i in statements.items if i.statement] == [
+        "SELECT 1",
+        "DROP TABLE t",
+    ]
+    assert terminal.items == [i for i in both.items if i.type == "terminal"]
+    cast = "".join(i.data or "" for i in terminal.items)
+    assert cast == "".join([c async for c in central.central.store.terminal_cast(session_id, 0)])
+    # Paged, a filtered page goes on after its own last row.
+    first = ContentPage.model_validate(
+        (await get(central.url, path, bob, type="statement", limit=1)).json()
+    )
+    assert first.items == statements.items[:1]
+    assert first.next_after == statements.items[0].seq
+    rest = await get(central.url, path, bob, type="statement", after=first.next_after)
+    assert ContentPage.model_validate(rest.json()).items == statements.items[1:]
+    [*_, viewed] = audit_events(central, "review.viewed")
+    assert (viewed["by"], viewed["session"], viewed["type"]) == ("bob", session_id, "statement")
+
+    for bad in ("statements", "", "STATEMENT"):
+        resp = await get(central.url, path, bob, type=bad)
+        assert resp.status_code == 400, bad
+        assert resp.json()["reason"].startswith("query.type:"), resp.json()
+    for param in ("statement", "bogus"):
+        resp = await get(central.url, path, token(central, "alice"), type=param)
+        assert (resp.status_code, resp.json()) == (403, FORBIDDEN)
+
+
+async def test_a_long_cast_downloads_whole_and_exact(central: Running) -> None:
+    """Thousands of chunks (one a recorder flush) are joined into larger response pieces;
+    what arrives is the stored cast, byte for byte, over both cast routes."""
+    recorder = central.central.recorder
+    log = await recorder.open_session("alice", "lab-host", "ssh", "127.0.0.1:5000")
+    term = log.terminal(0, asciicast.header(80, 24, timestamp=1_764_000_000, watchgate={}))
+    for i in range(600):
+        # Multi-byte text, so that pieces are cut in bytes of UTF-8 between whole chunks.
+        term.output(f"line {i:04d} é€ {'x' * (i % 7) * 400}\r\n".encode())
+        await recorder.flush()
+    term.exit(0)
+    log.close("client disconnected")
+    await recorder.flush()
+    stored = [c async for c in central.central.store.terminal_cast(log.session_id, 0)]
+    assert len(stored) > 600
+    assert len("".join(stored).encode()) > 2 * CAST_PIECE  # more than two response pieces
+
+    exported = await get(
+        central.url,
+        f"/api/review/sessions/{log.session_id}/export",
+        token(central, "bob"),
+        format="asciicast",
+        channel=0,
+    )
+    own = await get(central.url, f"/api/sessions/{log.session_id}/casts/0", token(central, "alice"))
+
+    for resp in (exported, own):
+        assert resp.status_code == 200, resp.text
+        assert resp.content == "".join(stored).encode()
+        assert len(read_cast(resp.text).events) >= 601
+
+
+async def test_cast_pieces_join_whole_chunks_up_to_the_piece_size() -> None:
+    async def chunks() -> AsyncIterator[str]:
+        for text in ["ab", "é", "cd", "123456", "e", "€f", "g"]:
+            yield text
+
+    pieces = [p async for p in _pieces(chunks(), 5)]
+    # "é" is 2 bytes and "€" 3; "123456" is larger than a piece and goes alone.
+    assert pieces == [b"ab\xc3\xa9", b"cd", b"123456", "e€f".encode(), b"g"]
 
 
 # -- a real PostgreSQL session through the gateway ----------------------------------------------

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, select, text, update
+from sqlalchemy import event, inspect, select, text, update
 from sqlalchemy.engine import Connection
 
 from central.store import (
@@ -612,6 +612,80 @@ async def test_terminal_cast_streams_one_channel_in_order(store: Store, batch: i
     assert [c async for c in store.terminal_cast(session_id, 1)] == []
     assert await store.session_record(session_id) is not None
     assert await store.session_record(new_id()) is None
+
+
+# Channel 0 of `longer_cast`: its sizes in bytes are 50, 16, 1, 10, 10, 15 and 1 ("é" is two
+# bytes of UTF-8, "€" three): a budget counted in characters would cut other batches.
+HEADER_0 = '{"version": 3, "term": {"cols": 80, "rows": 24}}\n'
+LONGER_0 = [HEADER_0, '[0.1, "o", "a"]\n', "x", "é€é€", "b" * 10, "€" * 5, "d"]
+
+
+async def longer_cast(store: Store) -> str:
+    """`recorded_ssh_session`'s, with four more chunks on channel 0, each followed by one on
+    channel 3."""
+    session_id = await recorded_ssh_session(store)
+    async with store.session() as session, session.begin():
+        for i, data in enumerate(LONGER_0[3:]):
+            for seq, channel, text in ((8 + 2 * i, 0, data), (9 + 2 * i, 3, f"other {i}")):
+                session.add(
+                    TerminalChunk(
+                        session_id=session_id,
+                        seq=seq,
+                        prev_hash="p",
+                        hash="h",
+                        channel=channel,
+                        data=text,
+                    )
+                )
+    return session_id
+
+
+@pytest.mark.parametrize(
+    ("batch", "budget", "reads"),
+    [
+        (1, 2**20, 7),
+        (3, 2**20, 3),  # 3 + 3 + 1
+        (7, 2**20, 1),  # all at once; the next batch finds nothing
+        (256, 1, 7),  # each chunk alone: at least one a batch, whatever its size
+        (256, 25, 4),  # 50 | 16 + 1 | 10 + 10 | 15 + 1
+        (256, 4 * 2**20, 1),
+    ],
+)
+async def test_terminal_cast_reads_batches_bounded_in_chunks_and_bytes(
+    store: Store, batch: int, budget: int, reads: int
+) -> None:
+    session_id = await longer_cast(store)
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        chunks = [c async for c in store.terminal_cast(session_id, 0, batch=batch, budget=budget)]
+    finally:
+        event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+    assert chunks == LONGER_0
+    data_reads = [s for s in statements if s.startswith("SELECT terminal_chunks.data ")]
+    assert len(data_reads) == reads
+    other = [c async for c in store.terminal_cast(session_id, 3, batch=batch, budget=budget)]
+    assert other[2:] == [f"other {i}" for i in range(4)]
+
+
+async def test_terminal_cast_holds_no_store_session_between_batches(store: Store) -> None:
+    session_id = await longer_cast(store)
+    chunks = store.terminal_cast(session_id, 0, batch=2)
+    got = [await anext(chunks), await anext(chunks)]
+    # While the consumer dawdles, the recorder appends: the next batch, in a store session of
+    # its own, sees it.
+    async with store.session() as session, session.begin():
+        session.add(
+            TerminalChunk(
+                session_id=session_id, seq=99, prev_hash="p", hash="h", channel=0, data="late"
+            )
+        )
+    got += [c async for c in chunks]
+    assert got == [*LONGER_0, "late"]
 
 
 # -- seals and evidence ---------------------------------------------------------------------

@@ -13,9 +13,18 @@ beyond it extends it, and what it builds on the way is kept), and `build_index` 
 the end. The viewer calls `build_index` in a worker thread right after opening, so that
 seeks and search find it done.
 
+A seek before the index got there would build it up to the seek on the GUI thread: seconds
+for the end of an hour-long recording. So the viewer never asks for more than it can have at
+once: `frame_near` (and `Playback.frame_near`) gives the exact frame when the keyframes built
+so far reach it within `SEEK_BUDGET` characters of output, else the nearest frame they do
+reach, and never extends the index; the exact frame then comes from `landing`, in a worker
+thread, and `Playback.land` takes it over.
+
 Thread safety: after `open`, every method of `TerminalReplay` may be called from any thread,
-concurrently; the index is extended under a lock, and keyframes, once made, never change.
-`Playback` belongs to one thread (the GUI's).
+concurrently; the index is extended under a lock, in steps (so that two threads extending it
+take turns), and keyframes, once made, never change; `frame_near` takes no lock at all.
+`Playback` belongs to one thread (the GUI's); a `Landing` made in a worker thread is handed
+to it once made.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from localproxy.asciicast import CastError, read_stream
 __all__ = [
     "CastError",
     "Frame",
+    "Landing",
     "Marker",
     "Playback",
     "SearchHit",
@@ -44,6 +54,13 @@ __all__ = [
 # Output characters between keyframes. Replaying them costs about 20 ms on escape-heavy
 # output (bench/replay_open.py), well inside a seek's 200 ms.
 KEYFRAME_COST = 64 * 1024
+# The most output the GUI thread replays for one frame (`frame_near`): two keyframes' worth,
+# since keyframes are only taken between escape sequences, so they can lie further apart.
+SEEK_BUDGET = 2 * KEYFRAME_COST
+# When that is not enough, the nearest frame shown meanwhile replays at most this much past the
+# last keyframe built: it is only a stand-in, and the GUI thread shares the interpreter with
+# the threads emulating towards the exact frame (bench/replay_open.py, "seek while indexing").
+NEAR_COST = 8 * 1024
 # The index is extended in steps of this much output, so that a seek from another thread gets
 # the lock between steps.
 _INDEX_STEP = 256 * 1024
@@ -74,6 +91,16 @@ class SearchHit:
     at: float
     line: str
     column: int
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Landing:
+    """The exact screen at `at`, made in a worker thread by `TerminalReplay.landing`, and
+    the emulator that made it, which `Playback.land` adopts to play on from there."""
+
+    at: float
+    frame: Frame
+    player: _Player
 
 
 class TerminalReplay:
@@ -178,6 +205,31 @@ class TerminalReplay:
         player.goto(self._count(at))
         return player.frame(at)
 
+    def frame_near(self, at: float) -> tuple[Frame, bool]:
+        """The screen at `at` if it is cheap to make, else the nearest earlier screen that is:
+        (frame, exact). Cheap: from the latest keyframe built so far at or before `at`, at most
+        `SEEK_BUDGET` characters of output replayed; it never extends the index nor waits for
+        it, so the GUI thread may call it. Else the frame is the latest keyframe built at or
+        before `at` plus at most `NEAR_COST` characters of output, and its `at` is the time of
+        the last change it shows."""
+        player = _Player(self)
+        n = self._count(at)
+        if player.goto(n, extend=False, budget=SEEK_BUDGET):
+            return player.frame(at), True
+        reached = player.approach(n, NEAR_COST)
+        return player.frame(self._times[reached - 1] if reached else 0.0), False
+
+    def landing(self, at: float) -> Landing | None:
+        """The exact screen at `at`, extending the index as far as it needs (slow before the
+        index got there: call it in a worker thread), ready for `Playback.land`. None when
+        `cancel` stopped it."""
+        n = self._count(at)
+        if not self._advance(n):
+            return None
+        player = _Player(self)
+        player.goto(n)
+        return Landing(at, player.frame(at), player)
+
     def text_at(self, at: float) -> str:
         """The screen's text at `at` (for copying), trailing blanks stripped."""
         return self.frame_at(at).text()
@@ -211,11 +263,14 @@ class TerminalReplay:
         """Run the index to the end (slow: seconds for an hour of busy output; call it in a
         worker thread). `progress` is called with `indexed` after each step. False when
         `cancel` stopped it."""
-        end = len(self._events)
-        while self._built < end:
+        return self._advance(len(self._events), progress)
+
+    def _advance(self, n: int, progress: Callable[[float], None] | None = None) -> bool:
+        """Extend the index to `n` events, a step at a time; False when `cancel` stopped it."""
+        while self._built < n:
             if self._cancelled.is_set():
                 return False
-            self._extend(self._step_end())
+            self._extend(min(n, self._step_end()))
             if progress is not None:
                 progress(self.indexed)
         return True
@@ -232,15 +287,17 @@ class TerminalReplay:
         """How many screen events happen at or before `at`."""
         return bisect_right(self._times, at)
 
-    def _keyframe(self, n: int) -> tuple[int, Snapshot]:
-        """The latest keyframe at or before `n` events applied, extending the index to `n`."""
-        if n > self._built:
+    def _keyframe(self, n: int, extend: bool = True) -> tuple[int, Snapshot]:
+        """The latest keyframe at or before `n` events applied, extending the index to `n`
+        first unless `extend` is false (then the latest one built so far)."""
+        if extend and n > self._built:
             self._extend(n)
+        # `_keys` is bisected without the lock: it only grows, its snapshot appended first.
         i = bisect_right(self._keys, n) - 1
         return self._keys[i], self._snaps[i]
 
     def _extend(self, n: int) -> None:
-        with self._lock:
+        with self._lock:  # another thread may have gone further meanwhile: then nothing to do
             builder, events, times, cost = self._builder, self._events, self._times, self._cost
             last = self._cost[self._keys[-1]]
             while self._built < n:
@@ -268,18 +325,39 @@ class _Player:
         self._emulator = Emulator(replay.cols, replay.rows)
         self.applied = 0
 
-    def goto(self, n: int) -> None:
-        """The state after the first `n` screen events."""
+    def goto(self, n: int, *, extend: bool = True, budget: int | None = None) -> bool:
+        """The state after the first `n` screen events. With `extend` false, only keyframes
+        already built are used (the index is not extended); with a `budget`, nothing is done
+        (False) when getting there would replay more output than that."""
         replay = self._replay
-        if n < self.applied or replay._cost[n] - replay._cost[self.applied] > KEYFRAME_COST:
-            key, snap = replay._keyframe(n)
-            if key > self.applied or n < self.applied:
-                self._emulator.restore(snap)
-                self.applied = key
+        cost, start = replay._cost, self.applied
+        restore: Snapshot | None = None
+        if n < start or cost[n] - cost[start] > KEYFRAME_COST:
+            key, snap = replay._keyframe(n, extend)
+            if key > start or n < start:
+                restore, start = snap, key
+        if budget is not None and cost[n] - cost[start] > budget:
+            return False
+        if restore is not None:
+            self._emulator.restore(restore)
         events, emulator = replay._events, self._emulator
-        for i in range(self.applied, n):
+        for i in range(start, n):
             _apply(emulator, events[i])
-        self.applied = max(self.applied, n)
+        self.applied = n
+        return True
+
+    def approach(self, n: int, budget: int) -> int:
+        """Towards the state after `n` events from the latest keyframe built at or before it,
+        replaying whole events while they fit in `budget` characters; how many were reached."""
+        replay = self._replay
+        key, snap = replay._keyframe(n, extend=False)
+        self._emulator.restore(snap)
+        events, emulator = replay._events, self._emulator
+        limit = min(bisect_right(replay._cost, replay._cost[key] + budget) - 1, n)
+        for i in range(key, limit):
+            _apply(emulator, events[i])
+        self.applied = max(key, limit)
+        return self.applied
 
     def frame(self, at: float) -> Frame:
         return self._emulator.frame(at)
@@ -297,6 +375,13 @@ class Playback:
     seconds on any monotonic clock): no timers here. The UI calls `tick` from its timer and
     repaints when it returns a frame; `tick` does no work when nothing changed on screen.
 
+    After a seek, `frame_near` gives the screen at once, exact or (when the index has not got
+    there yet) approximate; while approximate, `seeking` is true, the position holds still,
+    and the UI gets the exact frame with `TerminalReplay.landing` in a worker thread and hands
+    it to `land`. A later seek supersedes it: `land` takes only the latest seek's landing.
+    (`frame`, and `tick` right after a `seek`, give the exact frame however long it takes,
+    for callers that do not go through `frame_near`.)
+
     With `skip_idle` on, a pause in the recording longer than `idle_limit` seconds plays as
     `idle_limit` seconds (as asciinema's idle time limit)."""
 
@@ -312,6 +397,12 @@ class Playback:
         self._player = _Player(replay)
         self._anchor = (0.0, 0.0)  # (now, position) when playing last (re)started
         self._changed = True  # the screen differs from the last frame returned
+        self._pending: float | None = None  # the seek whose exact frame is awaited
+
+    @property
+    def seeking(self) -> bool:
+        """The screen shown is approximate: the exact one is awaited (`land`)."""
+        return self._pending is not None
 
     def play(self, now: float) -> None:
         if self.position >= self.replay.duration:
@@ -334,16 +425,43 @@ class Playback:
         self.position = min(max(float(at), 0.0), self.replay.duration)
         self._anchor = (now, self.position)
         self._changed = True
+        self._pending = None
 
     def frame(self) -> Frame:
-        """The screen at the current position."""
+        """The screen at the current position, exactly: extends the index as far as needed
+        (slow before the index got there; the UI uses `frame_near`)."""
         self._player.goto(self.replay._count(self.position))
-        self._changed = False
+        self._changed, self._pending = False, None
         return self._player.frame(self.position)
+
+    def frame_near(self) -> Frame:
+        """The screen at the current position if it is cheap to make (see
+        `TerminalReplay.frame_near`), else the nearest one that is, and `seeking` is true
+        until the exact one `land`s. Never extends the index: for the GUI thread."""
+        position = self.position
+        self._changed = False
+        if self._player.goto(self.replay._count(position), extend=False, budget=SEEK_BUDGET):
+            self._pending = None
+            return self._player.frame(position)
+        self._pending = position
+        frame, _ = self.replay.frame_near(position)
+        return frame
+
+    def land(self, landing: Landing, now: float) -> Frame | None:
+        """The exact frame of the pending seek, made in a worker thread: taken over (and
+        returned) if it is for the latest seek, else None (a later seek superseded it).
+        Playing goes on from there, from `now`."""
+        if self._pending is None or landing.at != self._pending:
+            return None
+        self._player, self._pending, self._changed = landing.player, None, False
+        self._anchor = (now, self.position)
+        return landing.frame
 
     def tick(self, now: float) -> Frame | None:
         """Advance to `now`; the new screen if it changed since the last frame, else None.
-        Playing stops at the end."""
+        Playing stops at the end; it holds still while `seeking`."""
+        if self._pending is not None:
+            return None
         if self.playing:
             target = self._target(now)
             if target >= self.replay.duration:
@@ -352,10 +470,16 @@ class Playback:
         n = self.replay._count(self.position)
         if n == self._player.applied and not self._changed:
             return None
-        return self.frame()
+        if self._changed:
+            return self.frame()
+        # Playing on: the output since the last tick, from keyframes already built at most.
+        self._player.goto(n, extend=False)
+        return self._player.frame(self.position)
 
     def _target(self, now: float) -> float:
         """Where playing has got to at `now`; moves the anchor past skipped idle time."""
+        if self._pending is not None:
+            return self.position  # held still until the seek lands
         start_now, start = self._anchor
         target = start + max(0.0, now - start_now) * self.speed
         limit = self.idle_limit

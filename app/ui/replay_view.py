@@ -6,6 +6,10 @@ asks the playback for the screen at "now" about thirty times a second (cheap: a 
 when the screen changed), and the terminal widget paints it. Opening and parsing the cast
 happens in a service, off the GUI thread; so does searching a long recording.
 
+A seek never makes the GUI thread wait for the index: it shows at once the nearest frame
+the keyframes built so far give cheaply, and when that is not the exact one, "seeking…"
+until the exact frame, made in a worker thread, lands (only the latest seek's does).
+
 Keys: Space plays and pauses, Left/Right step 5 s, Home/End, Ctrl+F searches the output,
 Enter or F3 goes to the next hit (Shift+F3 the previous one), Ctrl+C copies the screen's text.
 """
@@ -39,7 +43,7 @@ from app.ui.terminal_widget import TerminalView
 from app.ui.untrusted import one_line, printable
 
 if TYPE_CHECKING:
-    from app.services.replay import Frame, Playback, SearchHit, TerminalReplay
+    from app.services.replay import Frame, Landing, Playback, SearchHit, TerminalReplay
 
 SPEEDS = (0.5, 1.0, 1.5, 2.0, 4.0, 8.0)
 FRAME_INTERVAL_MS = 33  # ~30 frames a second
@@ -71,6 +75,8 @@ class ReplayView(QWidget):
         self._searched = ""  # the query the hits are for
         self._searching: asyncio.Future[list[SearchHit]] | None = None
         self._indexing: asyncio.Future[bool] | None = None
+        self._landing: asyncio.Future[Landing | None] | None = None
+        self._seeks = 0  # seeks made: a landing for an earlier one is dropped
 
         # -- top bar: channel, transport, search, copy --
         self.channel = QComboBox()
@@ -154,8 +160,14 @@ class ReplayView(QWidget):
         self.time_label.setObjectName("replay-time")
         self.time_label.setMinimumWidth(110)
         self.time_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.seeking_label = QLabel("seeking…")
+        self.seeking_label.setObjectName("replay-seeking")
+        self.seeking_label.setProperty("role", "muted")
+        self.seeking_label.setToolTip("The exact screen at this time is being rebuilt")
+        self.seeking_label.hide()
         seek = QHBoxLayout()
         seek.addWidget(self.seek_bar, 1)
+        seek.addWidget(self.seeking_label)
         seek.addWidget(self.time_label)
         self.status = QLabel()
         self.status.setObjectName("replay-status")
@@ -238,6 +250,8 @@ class ReplayView(QWidget):
         if self.replay is not None and self.replay is not replay:
             self.replay.cancel()  # stop indexing the one shown before
         self.replay = replay
+        self._seeks += 1  # whatever landing is on its way is for the recording before
+        self.seeking_label.hide()
         self.hits, self._hit, self._searched = [], -1, ""
         self.hit_list.clear()
         self.hit_list.hide()
@@ -255,7 +269,7 @@ class ReplayView(QWidget):
         self.playback.set_speed(float(self.speed.currentData()), self._clock())
         self.seek_bar.set_duration(replay.duration)
         self.seek_bar.set_markers(replay.markers)
-        self._show(self.playback.frame())
+        self._show_position()
         self._enable(True)
         self.show_message("")
         # The index (keyframes for fast seeks, lines for search) is built in a worker thread
@@ -294,7 +308,10 @@ class ReplayView(QWidget):
         pb = self.playback
         if pb is None or pb.playing:
             return
+        at = pb.position
         pb.play(self._clock())  # at the end, it starts over
+        if pb.position != at:
+            self._show_position()
         self.timer.start()
         self._show_state()
 
@@ -347,8 +364,36 @@ class ReplayView(QWidget):
         self.seek(self.position + seconds)
 
     def _show_position(self) -> None:
-        assert self.playback is not None
-        self._show(self.playback.frame())
+        """The screen at the position at once; the exact one later if that was not it."""
+        pb, replay = self.playback, self.replay
+        assert pb is not None and replay is not None
+        self._seeks += 1
+        self._show(pb.frame_near())
+        self.seeking_label.setVisible(pb.seeking)
+        if not pb.seeking:
+            return
+        if self._landing is not None and not self._landing.done():
+            self._landing.cancel()  # its thread goes on (extending the index), unheard
+        serial, at = self._seeks, pb.position
+
+        def land() -> Landing | None:
+            if serial != self._seeks:
+                return None  # superseded while queued: spare the work
+            return replay.landing(at)
+
+        self._landing = self.tasks.spawn(
+            asyncio.to_thread(land),
+            "seek in the recording",
+            on_done=lambda landing: self._landed(pb, serial, landing),
+        )
+
+    def _landed(self, pb: Playback, serial: int, landing: Landing | None) -> None:
+        if pb is not self.playback or serial != self._seeks or landing is None:
+            return  # another recording or a later seek since, or closed
+        frame = pb.land(landing, self._clock())
+        if frame is not None:
+            self._show(frame)
+            self.seeking_label.hide()
 
     def _show(self, frame: Frame) -> None:
         self.terminal.set_frame(frame)
@@ -449,9 +494,15 @@ class ReplayView(QWidget):
 
     def copy_text(self) -> str:
         """The screen's text at this moment to the clipboard (also returned)."""
-        if self.replay is None:
+        pb = self.playback
+        if pb is None:
             return ""
-        text = self.replay.text_at(self.position)
+        if not pb.seeking:
+            self._show_position()  # the screen at this very moment: cheap, or fetched
+        if pb.seeking:
+            self.show_message("Still seeking: copy once the screen has landed.")
+            return ""
+        text = self.terminal.text()
         QGuiApplication.clipboard().setText(text)
         self.show_message(f"Copied the screen at {clock(self.position)}.")
         return text
@@ -460,6 +511,6 @@ class ReplayView(QWidget):
         self.timer.stop()
         if self.replay is not None:
             self.replay.cancel()
-        for job in (self._searching, self._indexing):
+        for job in (self._searching, self._indexing, self._landing):
             if job is not None and not job.done():
                 job.cancel()

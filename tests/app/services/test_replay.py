@@ -217,6 +217,68 @@ def test_seeks_while_another_thread_indexes(monkeypatch: pytest.MonkeyPatch) -> 
     assert [h.at for h in replay.search("02999")] == [30.0]
 
 
+def busy(lines: int = 3000) -> str:
+    """A line of coloured output every 10 ms, each at its own time."""
+    return cast(
+        *[[0.01, "o", f"{i:05d} \x1b[1;3{i % 8}m{'x' * (i % 70)}\x1b[0m\r\n"] for i in range(lines)]
+    )
+
+
+def small_keyframes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replay_module, "KEYFRAME_COST", 64)
+    monkeypatch.setattr(replay_module, "SEEK_BUDGET", 256)
+    monkeypatch.setattr(replay_module, "NEAR_COST", 128)
+    monkeypatch.setattr(replay_module, "_INDEX_STEP", 256)
+
+
+def test_frame_near_never_extends_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the GUI thread asks for: the exact frame when the keyframes built so far reach it
+    within the budget, else the nearest earlier screen they reach — never a wait for the
+    index."""
+    small_keyframes(monkeypatch)
+    text = busy()
+    replay, full = TerminalReplay.open(text), TerminalReplay.open(text)
+    full.build_index()
+    near, exact = replay.frame_near(25.0)
+    assert not exact and replay._built == 0  # nothing indexed on the way
+    assert 0.0 < near.at < 25.0 and near == straight(text, near.at)  # a true earlier screen
+    assert replay.frame_near(0.05) == (full.frame_at(0.05), True)  # close to keyframe 0
+    landing = replay.landing(25.0)
+    assert landing is not None and landing.frame == full.frame_at(25.0)
+    assert replay.frame_near(25.0) == (full.frame_at(25.0), True)  # indexed up to there now
+    assert not replay.frame_near(29.0)[1]
+    replay.cancel()
+    assert replay.landing(29.0) is None
+
+
+def test_a_seek_past_the_index_lands_later_and_only_the_latest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    small_keyframes(monkeypatch)
+    text = busy()
+    replay, full = TerminalReplay.open(text), TerminalReplay.open(text)
+    full.build_index()
+    playback = Playback(replay, idle_limit=None)
+    playback.seek(25.0, 0.0)
+    near = playback.frame_near()
+    assert playback.seeking and near == replay.frame_near(25.0)[0] and replay._built == 0
+    playback.play(0.0)
+    assert playback.tick(5.0) is None and playback.position == 25.0  # held until it lands
+    earlier = replay.landing(25.0)  # a worker's, for a seek about to be superseded
+    playback.seek(27.0, 5.0)
+    playback.frame_near()
+    assert earlier is not None and playback.land(earlier, 6.0) is None and playback.seeking
+    landing = replay.landing(27.0)
+    assert landing is not None
+    assert playback.land(landing, 6.0) == full.frame_at(27.0) and not playback.seeking
+    built = replay._built
+    frame = playback.tick(6.5)  # playing goes on from the landing, from then
+    assert playback.position == pytest.approx(27.5) and frame == full.frame_at(27.5)
+    assert replay._built == built  # playing on replays the new output, no more
+    playback.seek(1.0, 7.0)  # back into the indexed part: exact at once
+    assert playback.frame_near() == full.frame_at(1.0) and not playback.seeking
+
+
 def test_cancel_stops_indexing() -> None:
     replay = TerminalReplay.open(SESSION)
     replay.cancel()
@@ -321,8 +383,8 @@ def test_seeking_anywhere_equals_a_straight_replay(
 ) -> None:
     """Keyframes every few characters, seeks back and forth: every frame is the one a plain
     replay from the start gives."""
-    original = replay_module.KEYFRAME_COST
-    replay_module.KEYFRAME_COST = 8
+    original = replay_module.KEYFRAME_COST, replay_module.SEEK_BUDGET
+    replay_module.KEYFRAME_COST, replay_module.SEEK_BUDGET = 8, 16
     try:
         text = cast(*[[interval, code, data] for interval, (code, data) in events])
         replay = TerminalReplay.open(text)
@@ -332,8 +394,13 @@ def test_seeking_anywhere_equals_a_straight_replay(
         for at in times:
             playback.seek(at, 0.0)
             assert playback.frame() == straight(text, playback.position)
+        fresh = Playback(TerminalReplay.open(text), idle_limit=None)
+        for at in times:
+            fresh.seek(at, 0.0)
+            near = fresh.frame_near()  # never indexes: exact only within the budget
+            assert near == straight(text, fresh.position) or fresh.seeking
     finally:
-        replay_module.KEYFRAME_COST = original
+        replay_module.KEYFRAME_COST, replay_module.SEEK_BUDGET = original
 
 
 @settings(max_examples=300, deadline=None)

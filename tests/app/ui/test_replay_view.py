@@ -10,12 +10,14 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QGuiApplication
 
-from app.services.replay import TerminalReplay
+from app.services import replay as replay_module
+from app.services.replay import Frame, TerminalReplay
 from app.ui import theme
 from app.ui.replay_view import SPEEDS, ReplayView
 from app.ui.seek_bar import marker_color
 from app.ui.tasks import Tasks
 from central.recording.asciicast import EventEncoder, header, header_line
+from tests.app.ui.conftest import wait_until
 
 
 class Clock:
@@ -243,3 +245,82 @@ async def test_no_recording_disables_the_controls(view) -> None:
     assert view.copy_text() == "" and view.terminal.text() == ""
     view.toggle()  # nothing to play: nothing happens
     assert not view.playing
+
+
+def busy() -> str:
+    """30 s of coloured output, a line every 10 ms: far more than a seek may replay at once
+    with the small keyframes of `unindexed`."""
+    enc = EventEncoder(0.0)
+    lines = (
+        enc.output(i / 100, f"{i:05d} \x1b[1;3{i % 8}m{'x' * (i % 70)}\x1b[0m\r\n".encode())
+        for i in range(1, 3001)
+    )
+    head = header(40, 10, timestamp=1_700_000_000, watchgate={"kind": "shell", "user": "alice"})
+    return "".join([header_line(head), *lines])
+
+
+@pytest.fixture
+def unindexed(view: ReplayView, monkeypatch: pytest.MonkeyPatch) -> tuple[TerminalReplay, str]:
+    """A busy recording just loaded into the view: its index not built at all yet (the worker
+    thread starts on the loop's next turn), keyframes every 64 characters."""
+    monkeypatch.setattr(replay_module, "KEYFRAME_COST", 64)
+    monkeypatch.setattr(replay_module, "SEEK_BUDGET", 256)
+    monkeypatch.setattr(replay_module, "NEAR_COST", 128)
+    monkeypatch.setattr(replay_module, "_INDEX_STEP", 256)
+    text = busy()
+    replay = TerminalReplay.open(text)
+    view.set_replay(replay)
+    return replay, text
+
+
+def exact(text: str, at: float) -> Frame:
+    """The frame at `at` from a fully indexed replay."""
+    replay = TerminalReplay.open(text)
+    replay.build_index()
+    return replay.frame_at(at)
+
+
+async def test_a_seek_past_the_index_shows_a_near_frame_then_lands(view, unindexed) -> None:
+    replay, text = unindexed
+    view.seek(25.0)
+    # at once, and without indexing on the GUI thread: an earlier screen, marked as seeking
+    assert replay._built == 0 and view.playback.seeking
+    near = view.terminal.frame
+    assert near is not None and near.at < 25.0 and near == replay.frame_near(25.0)[0]
+    assert view.position == 25.0 and view.seeking_label.isVisible()
+    assert view.copy_text() == "" and "Still seeking" in view.status.text()  # not a near one
+    await wait_until(lambda: not view.seeking_label.isVisible(), what="the seek to land")
+    landed = exact(text, 25.0)
+    assert view.terminal.frame == landed and "02500" in landed.text()
+    assert not view.playback.seeking and view.copy_text() == landed.text()
+
+
+async def test_only_the_latest_of_quick_seeks_lands(view, unindexed, monkeypatch) -> None:
+    _, text = unindexed
+    shown: list[Frame | None] = []
+    set_frame = view.terminal.set_frame
+    monkeypatch.setattr(view.terminal, "set_frame", lambda f: (shown.append(f), set_frame(f)))
+    view.seek(20.0)
+    view.seek(28.0)
+    first = view._landing
+    await wait_until(lambda: not view.seeking_label.isVisible(), what="the seek to land")
+    await view.tasks.idle()
+    assert first is not None and first.done()
+    assert shown[-1] == view.terminal.frame == exact(text, 28.0)
+    assert exact(text, 20.0) not in shown  # the first seek's frame never appeared
+    assert view.position == 28.0
+
+
+async def test_playing_waits_for_the_seek_and_goes_on_from_where_it_landed(
+    view, unindexed, clock
+) -> None:
+    _, text = unindexed
+    view.skip_idle.setChecked(False)
+    view.seek(20.0)
+    view.play()
+    advance(view, clock, 1.0)  # the exact frame is not there yet: the position holds
+    assert view.position == 20.0 and view.playing
+    await wait_until(lambda: not view.seeking_label.isVisible(), what="the seek to land")
+    advance(view, clock, 0.5)
+    assert view.position == pytest.approx(20.5)
+    assert view.terminal.frame == exact(text, view.position)

@@ -275,8 +275,9 @@ class TunnelServer:
             central.sessions.remove(live)
             end = recording.close(on.reason)
             # The seal is written before the audit line that names it, so that no verifier
-            # (or crash) ever sees an ended session that the store has not sealed yet.
-            await central.recorder.flush()
+            # (or crash) sees an ended session that the store has not sealed; if the store
+            # fails meanwhile, the line is written anyway (verify-audit will name the gap).
+            await central.recorder.until_sealed(end)
             # The last row ties this line to the session's seal in the store.
             await central.audit.record(
                 "session.ended",

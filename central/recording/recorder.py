@@ -48,6 +48,7 @@ FORMAT_VERSION = 1  # of session and statement records; bump with a migration of
 MAX_SQL = 64 * 1024
 MAX_PARAM = 1024
 MAX_PARAMS_TOTAL = 16 * 1024
+SEAL_WAIT = 5.0  # seconds a session's teardown waits for its seal before auditing its end
 MAX_CHUNK = 256 * 1024  # characters of cast text buffered before a chunk is cut early
 
 log = get_logger(__name__)
@@ -371,6 +372,7 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._flushing = asyncio.Lock()
+        self._flushed = asyncio.Event()  # set (and replaced) after each flush that wrote
         # Crash recovery (`central.recording.seal`): sessions open before this recorder
         # existed are sealed at start when no other recorder is alive on the store.
         self._born = datetime.now(UTC)
@@ -412,6 +414,22 @@ class Recorder:
             raise RecordingUnavailable(self.problem or "recording unavailable") from e
         return SessionLog(self, session_id)
 
+    async def until_sealed(self, end: SessionEnd) -> bool:
+        """Wait until the session end `end` is in the store: written, with the other ends of
+        that moment, by the writer task's next flush (a flush of its own per ended session
+        halved the sessions a second central could take). False when it is not written
+        within SEAL_WAIT seconds: the store is failing, and the end stays queued to be
+        retried."""
+        if self._task is None or self._task.done():
+            await self.flush()
+        try:
+            async with asyncio.timeout(SEAL_WAIT):
+                while end in self._ends:
+                    await self._flushed.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def flush(self) -> None:
         """Write everything queued, in one transaction."""
         async with self._flushing:
@@ -449,6 +467,8 @@ class Recorder:
             self._texts.popleft()
         for _ in ends:
             self._ends.popleft()
+        self._flushed.set()
+        self._flushed = asyncio.Event()
         if not self.healthy:
             log.warning("recording recovered: the store accepts writes again")
         self.healthy, self.problem = True, None

@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from central.recording import Recorder, RecordingUnavailable, SessionEnd, StatementRecordDraft
+from central.recording import recorder as recorder_module
 from central.recording.evidence import verify_store
 from central.recording.integrity import GENESIS, record_fields, seal_hash
 from central.recording.seal import ORPHAN_REASON
@@ -47,6 +49,33 @@ async def test_a_session_end_writes_its_seal_and_its_link_in_the_chain(store: St
     assert b.chain_hash == seal_hash(a.chain_hash, record_fields(b))
     report = await verify_store(store, [])
     assert (report.problem, report.sealed, report.rows) == (None, 2, 2)
+
+
+async def test_ends_wait_for_their_seal_from_the_writer_and_give_up_when_the_store_fails(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Recorder(store)
+    recorder.start()
+    try:
+        logs = [await recorder.open_session(u, "shop-db", "postgres", "c") for u in "abc"]
+        ends = [log.close("client disconnected") for log in logs]
+        # Three teardowns wait together; the writer task seals them (no flush of their own).
+        assert await asyncio.gather(*(recorder.until_sealed(e) for e in ends)) == [True] * 3
+        for log in logs:
+            record = await store.session_record(log.session_id)
+            assert record is not None and record.chain_hash is not None
+
+        # A store that fails: the wait ends (False) instead of holding the teardown forever.
+        monkeypatch.setattr(recorder_module, "SEAL_WAIT", 0.3)
+        log = await recorder.open_session("d", "shop-db", "postgres", "c")
+        async with store.session() as s, s.begin():
+            await s.execute(text("ALTER TABLE sessions RENAME TO gone"))  # seals fail
+        end = log.close("client disconnected")
+        assert await recorder.until_sealed(end) is False
+        assert not recorder.healthy and end in recorder._ends  # kept, to be retried
+    finally:
+        recorder._ends.clear()
+        await recorder.close()
 
 
 async def test_nothing_is_recorded_after_the_close_and_a_second_close_is_the_first(

@@ -11,7 +11,8 @@ NDJSON lines of one channel gathered since the last flush. Statements and chunks
 share one seq counter and one hash chain, so that a verifier walking both, merged by seq,
 detects any removed, altered or reordered row. A session's end is written with its seal (the
 chain's last row, and its link in the chain across sessions) in the same flush transaction:
-see `central.recording.integrity` and `central.recording.seal`.
+see `central.recording.integrity` and `central.recording.seal`. On PostgreSQL the recorder
+keeps a heartbeat and seals the sessions of dead replicas (`central.recording.heartbeat`).
 
 Fail closed: if the store cannot be written, the recorder turns unhealthy; new sessions are
 refused and live ones end at their next statement, so no traffic passes unrecorded. Rows
@@ -33,7 +34,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import SQLAlchemyError
 
 from central.logs import get_logger
-from central.recording import asciicast, textindex
+from central.recording import asciicast, heartbeat, textindex
 from central.recording.integrity import link_hash as _chain
 from central.recording.seal import RecorderLock, SessionEnd, seal_orphans, write_seals
 from central.store import (
@@ -378,6 +379,12 @@ class Recorder:
         self._born = datetime.now(UTC)
         self._lock = RecorderLock.beside(store)
         self._ready = asyncio.Event()
+        # On PostgreSQL: this recorder's heartbeat row once registered, and when to beat and
+        # sweep next (monotonic); `_dead` once another replica sealed our sessions.
+        self._beats = store.engine.dialect.name == "postgresql"
+        self._recorder_id: str | None = None
+        self._next_beat = self._next_sweep = 0.0
+        self._dead = False
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -389,6 +396,12 @@ class Recorder:
         await self.flush()
         if self._lock is not None:
             self._lock.release()
+        if self._recorder_id is not None:
+            try:
+                await heartbeat.unregister(self.store, self._recorder_id)
+            except SQLAlchemyError as e:  # its sessions are sealed once it is stale
+                log.error("cannot remove this recorder's heartbeat: %s", e)
+            self._recorder_id = None
 
     async def open_session(self, user: str, resource: str, kind: str, client: str) -> SessionLog:
         """Write the session's row before any traffic flows; RecordingUnavailable if we can't."""
@@ -396,6 +409,9 @@ class Recorder:
             await self._ready.wait()  # not before the recovery: it would seal this session
         if not self.healthy:
             raise RecordingUnavailable(self.problem or "recording unavailable")
+        if self._beats and self._task is not None and self._recorder_id is None:
+            # Unregistered, its sessions would look like orphans to the other replicas.
+            raise RecordingUnavailable(self.problem or "this recorder is not registered")
         session_id = new_id()
         row = {
             "id": session_id,
@@ -405,6 +421,7 @@ class Recorder:
             "client": client,
             "format_version": FORMAT_VERSION,
             "started_at": datetime.now(UTC),
+            "recorder_id": self._recorder_id,
         }
         try:
             async with self.store.session() as s, s.begin():
@@ -436,6 +453,8 @@ class Recorder:
             await self._flush()
 
     async def _flush(self) -> None:
+        if self._dead:
+            return  # our sessions are sealed: nothing of theirs may be written any more
         for terminal in list(self._terminals):
             terminal._cut()
         if not self._statements and not self._ends and not self._chunks:
@@ -448,6 +467,12 @@ class Recorder:
         ends = list(self._ends)
         try:
             async with self.store.session() as s, s.begin():
+                if self._beats:
+                    ids = {r["session_id"] for r in rows} | {c["session_id"] for c in chunks}
+                    sealed = await heartbeat.sealed_among(s, ids | {e.session_id for e in ends})
+                    if sealed:
+                        self._declared_dead(f"the flush found sessions sealed: {sealed}")
+                        return
                 if rows:
                     conn = await s.connection()
                     await conn.exec_driver_sql(*_bulk_insert(conn.dialect, rows))
@@ -497,7 +522,16 @@ class Recorder:
         log.warning("recording recovered: the store accepts writes again")
         self.healthy, self.problem = True, None
 
+    def _declared_dead(self, how: str) -> None:
+        """Another replica declared this recorder dead and sealed its sessions: unhealthy for
+        good (fail closed: rows written now would follow their seals)."""
+        self._dead, self.healthy = True, False
+        self.problem = heartbeat.declared_dead()
+        log.error("%s (%s)", self.problem, how)
+
     def _fail(self, exc: BaseException) -> None:
+        if self._dead:
+            return  # that problem stands, whatever else fails
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         self.problem = f"the recording store cannot be written: {first[:300]}"
         if self.healthy:
@@ -505,8 +539,12 @@ class Recorder:
         self.healthy = False
 
     async def _claim(self) -> None:
-        """Register as a live recorder on the store; alone, seal the sessions that a dead
-        process left open first. Best effort: recording goes on whatever happens here."""
+        """Register as a live recorder on the store. On SQLite, alone, seal the sessions that a
+        dead process left open first (best effort: recording goes on whatever happens here);
+        on PostgreSQL, insert the heartbeat row (no session is opened without it) and sweep."""
+        if self._beats:
+            await self._tend()
+            return
         lock = self._lock
         if lock is None:
             return
@@ -540,3 +578,29 @@ class Recorder:
             except TimeoutError:
                 pass
             await self.flush()
+            if self._beats:
+                await self._tend()
+
+    async def _tend(self) -> None:
+        """The heartbeat and the sweep, when due (in the writer task, off the data path)."""
+        now = time.monotonic()
+        if self._dead:
+            return
+        if now >= self._next_beat:
+            self._next_beat = now + heartbeat.HEARTBEAT
+            await self._beat()
+        if now >= self._next_sweep and self._recorder_id is not None:
+            self._next_sweep = now + heartbeat.SWEEP
+            try:
+                await heartbeat.sweep(self.store, self._recorder_id)
+            except SQLAlchemyError as e:  # tried again at the next sweep
+                log.error("cannot seal the sessions of dead recorders: %s", e)
+
+    async def _beat(self) -> None:
+        try:
+            if self._recorder_id is None:
+                self._recorder_id = await heartbeat.register(self.store)
+            elif not await heartbeat.beat(self.store, self._recorder_id):
+                self._declared_dead("its heartbeat row is gone")
+        except SQLAlchemyError as e:
+            self._fail(e)

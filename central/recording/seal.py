@@ -5,15 +5,15 @@ and its link in the chain across sessions. Several central replicas may share a 
 store, so the chain's head is read under a transaction-scoped advisory lock (on SQLite every
 transaction is BEGIN IMMEDIATE, which serialises the same way).
 
-Sessions left open by a crash are sealed at the next start — on SQLite only. A live session
-and an orphan look the same in the store; what tells them apart is whether the process that
-opened it is still alive. On SQLite every recorder holds a shared `flock` on a file beside the
-database for its lifetime (the kernel drops it when the process dies), so a recorder that can
-take that lock exclusively is alone and every open session is an orphan. PostgreSQL replicas
-live on different hosts: an advisory lock held on a connection would vanish with that
-connection (a database restart, an idle timeout) while its replica and sessions live on, and
-a replica starting then would seal live sessions. So on PostgreSQL orphans stay open (verify
-reports them as not sealed) rather than risk that.
+Sessions left open by a crash are sealed, at their last stored row, with ORPHAN_REASON. A
+live session and an orphan look the same in the store; what tells them apart is whether the
+process that opened it is still alive. On SQLite every recorder holds a shared `flock` on a
+file beside the database for its lifetime (the kernel drops it when the process dies), so a
+recorder that can take that lock exclusively at start is alone and every open session is an
+orphan. PostgreSQL replicas live on different hosts, and an advisory lock held on a connection
+would vanish with that connection (a database restart, an idle timeout) while its replica and
+sessions live on; there each recorder keeps a heartbeat row instead, and the live ones seal
+the sessions of those that stopped beating (`central.recording.heartbeat`).
 """
 
 from __future__ import annotations
@@ -131,12 +131,18 @@ async def seal_orphans(store: Store, before: datetime, now: datetime) -> list[st
                 )
             ).all()
         )
-        ends = []
-        for session_id in ids:
-            last_seq, last_hash = await _last_link(s, session_id)
-            ends.append(SessionEnd(session_id, now, ORPHAN_REASON, last_seq, last_hash))
-        await write_seals(s, ends)
+        await seal_as_orphans(s, ids, now)
     return ids
+
+
+async def seal_as_orphans(s: AsyncSession, ids: Sequence[str], now: datetime) -> None:
+    """Seal the open sessions `ids`, in order, at their last stored rows, ended `now` with
+    ORPHAN_REASON, inside the caller's transaction (the same sealing as a normal end)."""
+    ends = []
+    for session_id in ids:
+        last_seq, last_hash = await _last_link(s, session_id)
+        ends.append(SessionEnd(session_id, now, ORPHAN_REASON, last_seq, last_hash))
+    await write_seals(s, ends)
 
 
 async def _last_link(s: AsyncSession, session_id: str) -> tuple[int, str]:

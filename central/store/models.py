@@ -38,6 +38,7 @@ __all__ = [
     "Base",
     "CommandReview",
     "Decision",
+    "RecorderRecord",
     "RefreshToken",
     "RequestStatus",
     "ReviewStatus",
@@ -331,6 +332,25 @@ class SessionRecord(Base):
     chain_seq: Mapped[int | None] = mapped_column(Integer, unique=True)
     chain_prev: Mapped[str | None] = mapped_column(String(64))
     chain_hash: Mapped[str | None] = mapped_column(String(64))
+    # The recorder (`RecorderRecord`) that opened the session, on PostgreSQL; null on SQLite
+    # and for sessions opened before recorders registered.
+    recorder_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class RecorderRecord(Base):
+    """A live recorder of a central replica sharing a PostgreSQL store: its heartbeat.
+
+    ``seen_at`` is set from the database's clock (never a replica's) every few seconds; a
+    recorder not seen for long is dead, and its open sessions are sealed by another replica
+    (see `central.recording.heartbeat`)."""
+
+    __tablename__ = "recorders"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime]
 
 
 class StatementRecord(Base):

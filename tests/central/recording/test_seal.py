@@ -7,18 +7,26 @@ import asyncio
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
-from central.recording import Recorder, RecordingUnavailable, SessionEnd, StatementRecordDraft
+from central.recording import (
+    Recorder,
+    RecordingUnavailable,
+    SessionEnd,
+    StatementRecordDraft,
+    heartbeat,
+)
 from central.recording import recorder as recorder_module
 from central.recording.evidence import verify_store
 from central.recording.integrity import GENESIS, record_fields, seal_hash
 from central.recording.seal import ORPHAN_REASON
-from central.store import Store
+from central.store import RecorderRecord, SessionRecord, Store
+from tests.support.pgtemp import temporary_database
 
 
 def draft(sql: str) -> StatementRecordDraft:
@@ -119,11 +127,13 @@ async def test_replicas_sharing_a_store_extend_one_chain(store_url: str) -> None
             await s.close()
 
 
-async def test_recovery_seals_sessions_left_open_only_where_their_owner_can_be_known(
-    store: Store,
+async def test_recovery_seals_sessions_left_open_by_a_recorder_that_is_gone(
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A session whose recorder never closed it (a crash) is sealed at the next recorder's
-    start on SQLite; on PostgreSQL its owner may be a live replica, so it stays open."""
+    start: on SQLite because that recorder is alone; on PostgreSQL because the session has no
+    live recorder and is older than STALE (made 0 here)."""
+    monkeypatch.setattr(heartbeat, "STALE", 0.0)
     crashed = Recorder(store)  # never started, never closed: as if killed after the flush
     log = await crashed.open_session("alice", "lab-host", "ssh", "c")
     log.statement(draft("uptime"))
@@ -138,16 +148,13 @@ async def test_recovery_seals_sessions_left_open_only_where_their_owner_can_be_k
         await recorder.close()
     record = await store.session_record(log.session_id)
     assert record is not None
-    if store.engine.dialect.name == "sqlite":
-        assert (record.end_reason, record.last_seq, record.last_hash, record.chain_seq) == (
-            ORPHAN_REASON,
-            1,
-            last.hash,
-            1,
-        )
-        assert (await verify_store(store, [])).problem is None
-    else:
-        assert (record.ended_at, record.chain_seq) == (None, None)
+    assert (record.end_reason, record.last_seq, record.last_hash, record.chain_seq) == (
+        ORPHAN_REASON,
+        1,
+        last.hash,
+        1,
+    )
+    assert (await verify_store(store, [])).problem is None
 
 
 CHILD = """
@@ -204,3 +211,177 @@ async def test_a_live_process_keeps_its_session_open_and_a_dead_ones_session_is_
     finally:
         child.kill()
         child.wait()
+
+
+async def _until(condition: Callable[[], Awaitable[bool]]) -> None:
+    """Wait for `condition` (the writer tasks act on their own schedule); fail after 30 s."""
+    async with asyncio.timeout(30):
+        while not await condition():
+            await asyncio.sleep(0.02)
+
+
+def _small_intervals(monkeypatch: pytest.MonkeyPatch, stale: float) -> None:
+    monkeypatch.setattr(heartbeat, "HEARTBEAT", 0.02)
+    monkeypatch.setattr(heartbeat, "SWEEP", 0.02)
+    monkeypatch.setattr(heartbeat, "STALE", stale)
+
+
+async def test_a_killed_replicas_sessions_are_sealed_by_a_live_replicas_sweep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL: the child registers, beats and records a session, and is SIGKILLed; its
+    heartbeat goes stale and a live replica seals the session at its last stored row."""
+    async with temporary_database() as url:
+        store = await Store.open(url)
+        try:
+            legacy = await Recorder(store).open_session("dave", "db", "postgres", "c")
+            child = subprocess.Popen(
+                [sys.executable, "-c", CHILD, url], stdout=subprocess.PIPE, text=True
+            )
+            try:
+                assert child.stdout is not None
+                orphan = (await asyncio.to_thread(child.stdout.readline)).strip()
+                assert orphan, "the child recorded no session"
+                record = await store.session_record(orphan)
+                assert record is not None and record.recorder_id is not None
+                child.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(child.wait)
+            finally:
+                child.kill()
+                child.wait()
+
+            _small_intervals(monkeypatch, stale=0.2)
+            live = Recorder(store)
+            live.start()
+            try:
+                mine = await live.open_session("carol", "lab-host", "ssh", "c")
+
+                async def sealed() -> bool:
+                    record = await store.session_record(orphan)
+                    return record is not None and record.chain_hash is not None
+
+                await _until(sealed)
+                dead = await store.session_record(orphan)
+                assert dead is not None
+                assert (dead.end_reason, dead.last_seq) == (ORPHAN_REASON, 1)
+                # The session of no recorder (before recorders registered) too, once stale.
+                old = await store.session_record(legacy.session_id)
+                assert old is not None and (old.end_reason, old.last_seq) == (ORPHAN_REASON, 0)
+                async with store.session() as s:
+                    ids = (await s.scalars(select(RecorderRecord.id))).all()
+                assert ids == [live._recorder_id]  # the dead row is gone, the live one kept
+                mine.statement(draft("uptime"))
+                mine.close("client disconnected")
+            finally:
+                await live.close()
+            assert live.healthy, live.problem
+            report = await verify_store(store, [])
+            assert (report.problem, report.sealed) == (None, 3)
+        finally:
+            await store.close()
+
+
+async def test_a_live_replicas_sessions_are_never_sealed_by_anothers_sweep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL: two replicas beat and sweep many times over a session older than STALE;
+    the session stays open, and is sealed by its own end."""
+    async with temporary_database() as url:
+        stores = [await Store.open(url), await Store.open(url)]
+        try:
+            _small_intervals(monkeypatch, stale=0.5)
+            owner, other = Recorder(stores[0]), Recorder(stores[1])
+            owner.start()
+            other.start()
+            try:
+                log = await owner.open_session("alice", "lab-host", "ssh", "c")
+                log.statement(draft("uptime"))
+                await owner.flush()
+
+                async def old() -> bool:  # by the database's clock, three times STALE
+                    async with stores[1].session() as s:
+                        age = await s.scalar(
+                            select(func.now() - SessionRecord.started_at).where(
+                                SessionRecord.id == log.session_id
+                            )
+                        )
+                    return age is not None and age.total_seconds() > 1.5
+
+                await _until(old)
+                # One more sweep of the other's, after that.
+                assert await heartbeat.sweep(stores[1], other._recorder_id) == []
+                record = await stores[1].session_record(log.session_id)
+                assert record is not None and record.ended_at is None
+                assert owner.healthy and other.healthy, (owner.problem, other.problem)
+                log.statement(draft("whoami"))
+                end = log.close("client disconnected")
+                assert await owner.until_sealed(end)
+            finally:
+                await owner.close()
+                await other.close()
+            record = await stores[1].session_record(log.session_id)
+            assert record is not None
+            assert (record.end_reason, record.last_seq) == ("client disconnected", 2)
+            assert (await verify_store(stores[1], [])).problem is None
+        finally:
+            for s in stores:
+                await s.close()
+
+
+async def test_a_replica_declared_dead_turns_unhealthy_and_writes_nothing_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PostgreSQL: another replica deleted this recorder's heartbeat row and sealed its
+    session (as after a pause longer than STALE). The rows queued before it noticed are not
+    written after the seal; the session ends at its next statement; new ones are refused."""
+    async with temporary_database() as url:
+        store = await Store.open(url)
+        try:
+            monkeypatch.setattr(heartbeat, "HEARTBEAT", 3600.0)  # the flush finds out first
+            recorder = Recorder(store)
+            recorder.start()
+            try:
+                log = await recorder.open_session("alice", "lab-host", "ssh", "c")
+                log.statement(draft("uptime"))
+                await recorder.flush()
+                async with store.session() as s, s.begin():
+                    await s.execute(text("DELETE FROM recorders"))
+                assert await heartbeat.sweep(store, None) == [log.session_id]
+
+                log.statement(draft("rm -rf /"))  # queued before the recorder knows
+                await recorder.flush()
+                assert not recorder.healthy
+                assert recorder.problem == heartbeat.declared_dead()
+                assert "sealed by another replica after it missed heartbeats for 60 s" in (
+                    recorder.problem or ""
+                )
+                assert [row.seq for row in await store.session_chain(log.session_id)] == [1]
+                with pytest.raises(RecordingUnavailable, match="sealed by another replica"):
+                    log.statement(draft("ls"))
+                with pytest.raises(RecordingUnavailable, match="sealed by another replica"):
+                    await recorder.open_session("bob", "lab-host", "ssh", "c")
+                await recorder.flush()  # still nothing written, and no recovery
+                assert not recorder.healthy
+            finally:
+                await recorder.close()
+            assert [row.seq for row in await store.session_chain(log.session_id)] == [1]
+            assert (await verify_store(store, [])).problem is None
+
+            # A recorder with nothing queued finds out from its heartbeat.
+            monkeypatch.setattr(heartbeat, "HEARTBEAT", 0.02)
+            idle = Recorder(store)
+            idle.start()
+            try:
+                await idle.open_session("carol", "lab-host", "ssh", "c")
+                async with store.session() as s, s.begin():
+                    await s.execute(text("DELETE FROM recorders"))
+
+                async def unhealthy() -> bool:
+                    return not idle.healthy
+
+                await _until(unhealthy)
+                assert idle.problem == heartbeat.declared_dead()
+            finally:
+                await idle.close()
+        finally:
+            await store.close()

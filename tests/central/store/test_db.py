@@ -111,7 +111,7 @@ async def test_migrations_reach_head_and_reopening_is_idempotent(store_url: str)
         try:
             async with store.session() as session:
                 versions = await session.execute(text("SELECT version_num FROM alembic_version"))
-                assert versions.scalars().all() == ["0006"]
+                assert versions.scalars().all() == ["0007"]
                 kept = await session.get(AccessRequest, request.id)
             assert kept is not None and kept.reason == "incident"
         finally:
@@ -158,6 +158,7 @@ async def test_schema_matches_the_models(store: Store) -> None:
             "approvals",
             "auth_codes",
             "command_reviews",
+            "recorders",
             "refresh_tokens",
             "sessions",
             "statements",

@@ -21,6 +21,7 @@ from contextlib import AbstractAsyncContextManager
 
 import keyring.errors
 
+from app.services.listeners import notify
 from localproxy import login
 from localproxy.api import CentralClient, CentralError
 from localproxy.contract import LoginInfo, Me
@@ -250,9 +251,4 @@ class Account:
         self._changed()
 
     def _changed(self) -> None:
-        for callback in list(self._callbacks):
-            try:
-                callback()
-            except Exception:
-                # A listener's bug must not stop the refresh that called it.
-                log.exception("an Account.on_change callback failed")
+        notify(self._callbacks, "Account.on_change")

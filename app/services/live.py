@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable
 
 from app.services.account import Account, NotSignedIn
+from app.services.listeners import notify
 from localproxy.api import CentralError
 from localproxy.contract import Event
 from localproxy.login import LoginError
@@ -104,15 +105,8 @@ class LiveEvents:
             delay = min(delay * 2, high)
 
     def _deliver(self, event: Event) -> None:
-        try:
-            self._on_event(event)
-        except Exception:
-            log.exception("a LiveEvents.on_event callback failed on %s", event.type)
+        notify([self._on_event], f"LiveEvents.on_event ({event.type})", event)
 
     def _notify_connected(self) -> None:
-        if self._on_connected is None:
-            return
-        try:
-            self._on_connected()
-        except Exception:
-            log.exception("a LiveEvents.on_connected callback failed")
+        if self._on_connected is not None:
+            notify([self._on_connected], "LiveEvents.on_connected")

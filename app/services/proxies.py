@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.services.account import Account
+from app.services.listeners import notify
 from localproxy.contract import ResourceView
 
 log = logging.getLogger(__name__)
@@ -270,11 +271,7 @@ class ProxyController:
                 self._send_token(child, token)
 
     def _changed(self) -> None:
-        for callback in list(self._callbacks):
-            try:
-                callback()
-            except Exception:
-                log.exception("a ProxyController.on_change callback failed")
+        notify(self._callbacks, "ProxyController.on_change")
 
 
 def _complete(lines: list[str], kind: str) -> bool:
